@@ -1,0 +1,126 @@
+"""One side of a book: FIFO price levels plus a lazily sorted price index.
+
+Levels are plain ``dict`` objects mapping order ref -> packed ``seq<<32|shares``;
+dict insertion order *is* the time priority of the level, deletion is O(1),
+and CPython 3.11 specialises subscripts only for exact dicts, which is why a
+level is not a dict subclass.  ``levels`` maps price -> level.
+
+Sorting is the expensive part of a book under level churn, and a full feed
+creates and destroys levels far more often than anybody reads the sorted
+view.  So the :class:`~sortedcontainers.SortedList` of prices is reconciled
+lazily: creating or removing a level only records the price in ``_added`` or
+``_removed``, and the first read that needs order (``best``, ``depth``...)
+applies the pending changes.  A level that appears and vanishes between two
+reads never touches the sorted list at all.
+
+Invariant (checked by :meth:`_check`): ``set(_prices) - _removed | _added ==
+set(levels)``, ``_removed <= set(_prices)``, ``_added & set(_prices) == set()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sortedcontainers import SortedList
+
+from book.ops import SEQ_SHIFT, SHARES_MASK
+
+__all__ = ["BookSide"]
+
+
+class BookSide:
+    """Bids (``is_bid``) or asks of one instrument."""
+
+    __slots__ = ("is_bid", "levels", "_prices", "_added", "_removed", "book")
+
+    def __init__(self, is_bid: bool, book: object = None) -> None:
+        self.is_bid = is_bid
+        self.book = book  # the OrderBook that owns this side
+        self.levels: dict[int, dict[int, int]] = {}
+        self._prices = SortedList()
+        self._added: set[int] = set()
+        self._removed: set[int] = set()
+
+    # -- mutation helpers (the builder's hot loop inlines the same steps) --
+    def new_level(self, price: int) -> dict[int, int]:
+        """Create an empty level at ``price``; the caller registers it."""
+        level: dict[int, int] = {}
+        self.levels[price] = level
+        if price in self._removed:
+            self._removed.discard(price)
+        else:
+            self._added.add(price)
+        return level
+
+    def drop_level(self, price: int) -> None:
+        """Forget the (empty) level at ``price``."""
+        del self.levels[price]
+        if price in self._added:
+            self._added.discard(price)
+        else:
+            self._removed.add(price)
+
+    # -- reads --
+    def _sync(self) -> SortedList:
+        """Apply pending level creations/removals to the sorted index."""
+        prices = self._prices
+        if self._removed:
+            for price in self._removed:
+                prices.remove(price)
+            self._removed.clear()
+        if self._added:
+            prices.update(self._added)
+            self._added.clear()
+        return prices
+
+    def best(self) -> int | None:
+        """Best price (highest bid, lowest ask) or ``None`` when empty."""
+        if not self.levels:
+            return None
+        prices = self._sync()
+        return prices[-1] if self.is_bid else prices[0]
+
+    def prices(self) -> Iterator[int]:
+        """Prices best first.  Do not mutate the side while iterating."""
+        prices = self._sync()
+        return reversed(prices) if self.is_bid else iter(prices)
+
+    def level_totals(self, price: int) -> tuple[int, int]:
+        """``(shares, orders)`` resting at ``price``; ``(0, 0)`` if no level."""
+        level = self.levels.get(price)
+        if not level:
+            return 0, 0
+        mask = SHARES_MASK
+        return sum(v & mask for v in level.values()), len(level)
+
+    def depth(self, n: int) -> list[tuple[int, int, int]]:
+        """Top ``n`` levels as ``(price, shares, orders)``, best first."""
+        out = []
+        levels = self.levels
+        mask = SHARES_MASK
+        for price in self.prices():
+            if len(out) >= n:
+                break
+            level = levels[price]
+            out.append((price, sum(v & mask for v in level.values()), len(level)))
+        return out
+
+    def order_count(self) -> int:
+        return sum(len(level) for level in self.levels.values())
+
+    def __len__(self) -> int:
+        """Number of price levels."""
+        return len(self.levels)
+
+    def _check(self) -> None:
+        """Assert the lazy index invariant and level sanity."""
+        sorted_set = set(self._prices)
+        assert len(sorted_set) == len(self._prices), "duplicate price in sorted index"
+        assert self._removed <= sorted_set, "pending removal of a price not indexed"
+        assert not (self._added & sorted_set), "pending add of a price already indexed"
+        assert (sorted_set - self._removed) | self._added == set(self.levels), "index != levels"
+        for price, level in self.levels.items():
+            assert level, f"empty level kept at {price}"
+            for ref, packed in level.items():
+                assert packed & SHARES_MASK > 0, f"order {ref} at {price} has no shares"
+                assert packed >> SEQ_SHIFT >= 0
