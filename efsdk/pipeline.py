@@ -1,0 +1,214 @@
+"""The feed handler: ITCH bytes -> native book ops -> pure-Python books.
+
+One object joins the stages for every source.  A replayed file, a MoldUDP64
+packet payload and (later) a live ring all end in :meth:`FeedHandler.process`
+on a buffer of length-prefixed ITCH messages:
+
+1. ``native/`` frames, validates and filters by stock locate, emitting book
+   ops (:mod:`efsdk.itch.ops`);
+2. :class:`book.BookBuilder` applies them in one hot loop;
+3. the few messages that do not change resting orders (directory, trading
+   state, trades, system events) are decoded by :mod:`efsdk.itch.codec` here,
+   off the hot path;
+4. malformed input is counted by kind, logged once per kind, and kept (with
+   its offset) in a bounded list.
+
+With ``on_book`` set, ops are applied one record at a time and the callback
+sees every change to a book as it happens: that is the strategy path, meant
+for the few instruments a strategy subscribes to.  Without it, whole batches
+go through the bulk loop: the full-feed path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from book import BookBuilder, OrderBook
+from book.ops import ADD_BASE, OP_ANOMALY, OP_MESSAGE, OP_REPLACE_IN, RECORD_WORDS
+from efsdk.itch.codec import DECODER_BY_TYPE
+from efsdk.itch.ops import ANOMALY_BAD_SIDE, OpDecoder, iter_op_batches
+from efsdk.itch.records import ANOMALY_KINDS, DEFAULT_CAPACITY, DEFAULT_CHUNK_SIZE, Anomaly
+
+__all__ = ["BookEvent", "FeedHandler", "FeedStats", "OnBook"]
+
+log = logging.getLogger(__name__)
+
+MAX_ANOMALIES_KEPT = 1000  # with offsets; the counters stay exact beyond this
+
+_R, _H, _S, _P, _Q, _B = (ord(c) for c in "RHSPQB")
+_ANOMALY_NAMES = {**ANOMALY_KINDS, ANOMALY_BAD_SIDE: "bad_side"}
+
+
+@dataclass(frozen=True, slots=True)
+class BookEvent:
+    """What just changed a book (strategy path only)."""
+
+    op: int  # book.ops code (adds are >= ADD_BASE)
+    ref: int  # order reference it concerned
+
+
+#: ``on_book(book, event)``: called after every change to a subscribed book.
+OnBook = Callable[[OrderBook, BookEvent], None]
+
+
+@dataclass
+class FeedStats:
+    """Feed-level counters; book anomalies live in ``BookBuilder.stats``."""
+
+    messages: int = 0
+    bytes: int = 0
+    filtered: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    anomalies_by_kind: dict[str, int] = field(default_factory=dict)
+    system_events: list[tuple[int, str]] = field(default_factory=list)  # (timestamp ns, event code)
+    trades: int = 0  # P and Q prints (non-displayed and cross)
+    broken_trades: int = 0
+    last_timestamp: int = 0  # of the last message decoded in Python (rare types)
+    seconds: float = 0.0
+
+    @property
+    def anomalies(self) -> int:
+        return sum(self.anomalies_by_kind.values())
+
+    @property
+    def messages_per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+class FeedHandler:
+    """Books for one ITCH feed, optionally restricted to some symbols/locates."""
+
+    def __init__(
+        self,
+        symbols: Iterable[str] | None = None,
+        locates: Iterable[int] | None = None,
+        on_book: OnBook | None = None,
+        builder: BookBuilder | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+    ) -> None:
+        self.symbols = tuple(symbols) if symbols is not None else ()
+        self.decoder = OpDecoder(capacity, locates, self.symbols or None)
+        self.builder = builder if builder is not None else BookBuilder()
+        self.on_book = on_book
+        self.stats = FeedStats()
+        self.anomalies: list[Anomaly] = []
+        self._chunk: Any = b""  # buffer the current ops' offsets index
+        self._base = 0  # absolute offset of _chunk[0]
+        self._decode_base = self.decoder.stats
+
+    # ------------------------------------------------------------------ input
+    def process(self, buf: Any, base_offset: int = 0) -> int:
+        """Apply every whole message in ``buf``; return the bytes consumed.
+
+        ``buf`` holds length-prefixed ITCH messages (BinaryFILE framing, or the
+        message blocks of a MoldUDP64 packet).  An incomplete message at the
+        end is left for the caller to complete.
+        """
+        decode = self.decoder.decode
+        view = memoryview(buf)
+        pos = 0
+        while pos < len(view):
+            ops, used = decode(view[pos:])
+            if ops:
+                self._apply(ops, view[pos:], base_offset + pos)
+            pos += used
+            if not used:
+                break
+        return pos
+
+    def replay(
+        self,
+        source: str | os.PathLike[str] | BinaryIO,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        progress: Callable[[int], None] | None = None,
+    ) -> FeedStats:
+        """Build books from a BinaryFILE ITCH capture (plain or gzip).
+
+        ``progress(bytes_read)`` is called once per batch.  Truncated tails and
+        malformed frames are counted (see :attr:`anomalies`), never raised.
+        """
+        started = time.perf_counter()
+        with iter_op_batches(source, self.decoder, chunk_size) as batches:
+            for ops, chunk, file_offset in batches:
+                self._apply(ops, chunk, file_offset)
+                if progress is not None:
+                    progress(batches.stats.bytes_read)
+        self.stats.seconds += time.perf_counter() - started
+        return self.refresh_stats()
+
+    def refresh_stats(self) -> FeedStats:
+        """Fold the native decoder's counters into :attr:`stats` and return it."""
+        now = self.decoder.stats
+        base = self._decode_base
+        s = self.stats
+        s.messages = now.messages - base.messages
+        s.bytes = now.bytes - base.bytes
+        s.filtered = now.filtered - base.filtered
+        s.by_type = {k: v - base.by_type.get(k, 0) for k, v in now.by_type.items() if v != base.by_type.get(k, 0)}
+        self.builder.check_crossed()
+        return s
+
+    # ------------------------------------------------------------------ internals
+    def _apply(self, ops: memoryview, chunk: Any, base: int) -> None:
+        self._chunk = chunk
+        self._base = base
+        words = ops.cast("Q").tolist()
+        if self.on_book is None:
+            self.builder.apply_ops(words, self._on_message, self._on_anomaly)
+        else:
+            self._apply_each(words)
+
+    def _apply_each(self, words: list[int]) -> None:
+        """Strategy path: one record at a time, telling ``on_book`` what changed."""
+        builder = self.builder
+        apply = builder.apply_ops
+        locate_order = builder.index.locate
+        on_book = self.on_book
+        on_message, on_anomaly = self._on_message, self._on_anomaly
+        book: OrderBook | None = None
+        for i in range(0, len(words), RECORD_WORDS):
+            op, ref = words[i], words[i + 1]
+            if op >= ADD_BASE:
+                book = builder.book_for((op - ADD_BASE) >> 1)
+            elif op == OP_MESSAGE or op == OP_ANOMALY:
+                book = None
+            elif op != OP_REPLACE_IN:  # REPLACE_IN stays on the book of its REPLACE_OUT
+                hit = locate_order(ref)
+                book = hit[0].book if hit is not None else None
+            apply(words[i : i + RECORD_WORDS], on_message, on_anomaly)
+            if book is not None:
+                on_book(book, BookEvent(op, ref))  # type: ignore[misc]
+
+    def _on_message(self, offset: int, locate: int, type_byte: int) -> None:
+        msg = DECODER_BY_TYPE[type_byte](self._chunk, offset)
+        stats = self.stats
+        stats.last_timestamp = msg.timestamp
+        if type_byte == _R:
+            self.builder.set_symbol(locate, msg.stock)
+        elif type_byte == _H:
+            self.builder.book_for(locate).trading_state = msg.trading_state
+        elif type_byte == _P or type_byte == _Q:
+            stats.trades += 1
+            book = self.builder.book_for(locate)
+            book.volume += msg.shares
+            book.last_price = msg.price if type_byte == _P else msg.cross_price
+        elif type_byte == _B:
+            stats.broken_trades += 1
+        elif type_byte == _S:
+            stats.system_events.append((msg.timestamp, msg.event_code))
+
+    def _on_anomaly(self, offset: int, kind: int, detail: int) -> None:
+        name = _ANOMALY_NAMES.get(kind, f"kind_{kind}")
+        counts = self.stats.anomalies_by_kind
+        first = name not in counts
+        counts[name] = counts.get(name, 0) + 1
+        absolute = self._base + offset
+        if len(self.anomalies) < MAX_ANOMALIES_KEPT:
+            self.anomalies.append(Anomaly(kind, absolute, detail, 0))
+        if first:  # once per kind: never per message on the hot path
+            log.warning("ITCH feed: %s at offset %d (detail %d); further ones are counted", name, absolute, detail)

@@ -1,0 +1,51 @@
+/*
+ * ITCH 5.0 -> book-op stream (the contract with book/ops.py).
+ *
+ * Frames and filters exactly like efsdk_itch_decode (it is called underneath),
+ * then writes each message as one 4-word record [op, a, b, c] of uint64_t, or
+ * two for U (replace = REPLACE_OUT + REPLACE_IN), in the form the pure-Python
+ * book applies fastest.  See book/ops.py for the table of meanings; the op
+ * codes below must equal it (efsdk.itch.ops checks at import).
+ */
+#ifndef EFSDK_ITCH_OPS_H
+#define EFSDK_ITCH_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "itch_records.h"
+
+#define EFSDK_BOOK_OPS_VERSION 1
+
+#define EFSDK_OP_ANOMALY 0
+#define EFSDK_OP_DELETE 1
+#define EFSDK_OP_EXECUTE 2
+#define EFSDK_OP_EXECUTE_PRICE 3
+#define EFSDK_OP_CANCEL 4
+#define EFSDK_OP_REPLACE_OUT 5
+#define EFSDK_OP_REPLACE_IN 6
+#define EFSDK_OP_MESSAGE 7
+#define EFSDK_OP_ADD_BASE 16
+
+/* Anomaly kind (beyond EFSDK_ITCH_ANOMALY_*) for an add whose side is not B/S. */
+#define EFSDK_ITCH_ANOMALY_BAD_SIDE 5
+
+/*
+ * Decode whole framed messages from buf[0:len) into ops[0 : 4*ops_cap).
+ * ops_cap counts 4-word records and must be >= 2 (a U needs two).  Filter,
+ * symbols and stats are as for efsdk_itch_decode.  *seq is the feed
+ * sequence number of the next frame (adds and replaces store its low 32 bits
+ * beside the shares as the order's arrival sequence).
+ * Offsets in records are relative to buf.  Returns records written or -EINVAL.
+ * *seq counts every frame, filtered ones included, so an order's arrival
+ * sequence is its message's position in the feed whatever the subscription.
+ */
+int efsdk_itch_decode_ops(const uint8_t *buf, size_t len, size_t *consumed,
+                          uint64_t *ops, size_t ops_cap,
+                          uint8_t *locate_filter, const uint8_t *symbols,
+                          size_t n_symbols, uint64_t *seq,
+                          efsdk_itch_stats *stats);
+
+int efsdk_book_ops_version(void);
+
+#endif
