@@ -2,10 +2,10 @@
 
 A feed decoder (efsdk's native ITCH decoder, or any other) turns messages into
 flat records of four unsigned 64-bit words ``[op, a, b, c]`` and hands the book
-a ``list[int]`` of them (``memoryview(buf).cast("Q").tolist()`` is the fast way
-to get one).  Iterating a flat list with ``zip(it, it, it, it)`` costs ~30 ns a
-record in CPython, several times cheaper than unpacking structs per message,
-which is what lets a pure-Python book keep up with a full feed.
+a flat sequence of them: a ``list[int]``, or better ``memoryview(buf).cast("Q")``
+over the decoder's own buffer.  Iterating it with ``zip(it, it, it, it)`` costs
+~50 ns a record in CPython, several times cheaper than unpacking structs per
+message, which is what lets a pure-Python book keep up with a full feed.
 
 Record meanings (``seq`` is the feed sequence number of the message, used as
 the order's arrival sequence; shares fit in 32 bits):

@@ -21,10 +21,11 @@ go through the bulk loop: the full-feed path.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -34,7 +35,7 @@ from efsdk.itch.codec import DECODER_BY_TYPE
 from efsdk.itch.ops import ANOMALY_BAD_SIDE, OpDecoder, iter_op_batches
 from efsdk.itch.records import ANOMALY_KINDS, DEFAULT_CAPACITY, DEFAULT_CHUNK_SIZE, Anomaly
 
-__all__ = ["BookEvent", "FeedHandler", "FeedStats", "OnBook"]
+__all__ = ["BookEvent", "FeedHandler", "FeedStats", "OnBook", "anomaly_name"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ MAX_ANOMALIES_KEPT = 1000  # with offsets; the counters stay exact beyond this
 
 _R, _H, _S, _P, _Q, _B = (ord(c) for c in "RHSPQB")
 _ANOMALY_NAMES = {**ANOMALY_KINDS, ANOMALY_BAD_SIDE: "bad_side"}
+
+
+def anomaly_name(kind: int) -> str:
+    """Name of a decoder anomaly kind (unknown_type, bad_length, ...)."""
+    return _ANOMALY_NAMES.get(kind, f"kind_{kind}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,10 @@ class FeedHandler:
         self._chunk: Any = b""  # buffer the current ops' offsets index
         self._base = 0  # absolute offset of _chunk[0]
         self._decode_base = self.decoder.stats
+        #: Feed time (ns since midnight) of the last message whose timestamp
+        #: was read: rare messages always, and on the strategy path every
+        #: delete/execute/cancel/replace (adds carry no offset to read it from).
+        self.clock = 0
 
     # ------------------------------------------------------------------ input
     def process(self, buf: Any, base_offset: int = 0) -> int:
@@ -157,37 +167,51 @@ class FeedHandler:
     def _apply(self, ops: memoryview, chunk: Any, base: int) -> None:
         self._chunk = chunk
         self._base = base
-        words = ops.cast("Q").tolist()
+        # Iterate the native buffer itself: each int is made as the loop reaches
+        # it, so transient ones are recycled at once (LIFO) instead of a whole
+        # batch being allocated then freed; measured ~35% faster than tolist().
+        words = ops.cast("Q")
         if self.on_book is None:
             self.builder.apply_ops(words, self._on_message, self._on_anomaly)
         else:
             self._apply_each(words)
 
-    def _apply_each(self, words: list[int]) -> None:
+    def _apply_each(self, words: Sequence[int]) -> None:
         """Strategy path: one record at a time, telling ``on_book`` what changed."""
         builder = self.builder
-        apply = builder.apply_ops
+        apply_one = builder._apply  # the bulk loop on a 4-word list; GC paused once below
+        record = [0, 0, 0, 0]
         locate_order = builder.index.locate
         on_book = self.on_book
         on_message, on_anomaly = self._on_message, self._on_anomaly
+        chunk = self._chunk
         book: OrderBook | None = None
-        for i in range(0, len(words), RECORD_WORDS):
-            op, ref = words[i], words[i + 1]
-            if op >= ADD_BASE:
-                book = builder.book_for((op - ADD_BASE) >> 1)
-            elif op == OP_MESSAGE or op == OP_ANOMALY:
-                book = None
-            elif op != OP_REPLACE_IN:  # REPLACE_IN stays on the book of its REPLACE_OUT
-                hit = locate_order(ref)
-                book = hit[0].book if hit is not None else None
-            apply(words[i : i + RECORD_WORDS], on_message, on_anomaly)
-            if book is not None:
-                on_book(book, BookEvent(op, ref))  # type: ignore[misc]
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for i in range(0, len(words), RECORD_WORDS):
+                op, ref = words[i], words[i + 1]
+                if op >= ADD_BASE:
+                    book = builder.book_for((op - ADD_BASE) >> 1)
+                elif op == OP_MESSAGE or op == OP_ANOMALY:
+                    book = None
+                elif op != OP_REPLACE_IN:  # REPLACE_IN stays on the book of its REPLACE_OUT
+                    hit = locate_order(ref)
+                    book = hit[0].book if hit is not None else None
+                    offset = words[i + 3]  # these ops carry their message's offset
+                    self.clock = int.from_bytes(chunk[offset + 5 : offset + 11], "big")
+                record[:] = words[i : i + RECORD_WORDS]
+                apply_one(record, on_message, on_anomaly)
+                if book is not None:
+                    on_book(book, BookEvent(op, ref))  # type: ignore[misc]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
     def _on_message(self, offset: int, locate: int, type_byte: int) -> None:
         msg = DECODER_BY_TYPE[type_byte](self._chunk, offset)
         stats = self.stats
-        stats.last_timestamp = msg.timestamp
+        stats.last_timestamp = self.clock = msg.timestamp
         if type_byte == _R:
             self.builder.set_symbol(locate, msg.stock)
         elif type_byte == _H:
@@ -203,7 +227,7 @@ class FeedHandler:
             stats.system_events.append((msg.timestamp, msg.event_code))
 
     def _on_anomaly(self, offset: int, kind: int, detail: int) -> None:
-        name = _ANOMALY_NAMES.get(kind, f"kind_{kind}")
+        name = anomaly_name(kind)
         counts = self.stats.anomalies_by_kind
         first = name not in counts
         counts[name] = counts.get(name, 0) + 1

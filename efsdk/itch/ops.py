@@ -7,7 +7,7 @@ records that :meth:`book.BookBuilder.apply_ops` consumes as a flat list::
     decoder = OpDecoder()
     with iter_op_batches("day.itch.gz", decoder) as batches:
         for ops, chunk, file_offset in batches:
-            builder.apply_ops(ops.cast("Q").tolist(), on_message, on_anomaly)
+            builder.apply_ops(ops.cast("Q"), on_message, on_anomaly)
 
 ``OP_MESSAGE``/``OP_ANOMALY`` offsets index ``chunk``.  Filtering, symbol
 subscriptions, counters and the file reader are those of
@@ -108,8 +108,8 @@ class OpDecoder(RecordDecoder):
         """Decode whole messages; return ``(ops, consumed)``.
 
         ``ops`` is a zero-copy memoryview over the decoder's buffer (32 bytes
-        a record), valid until the next call; ``ops.cast("Q").tolist()`` gives
-        the list :meth:`book.BookBuilder.apply_ops` takes.
+        a record), valid until the next call; pass ``ops.cast("Q")`` to
+        :meth:`book.BookBuilder.apply_ops` before decoding again.
         """
         ffi = _records._ffi
         with ffi.from_buffer("uint8_t[]", buf) as p:
