@@ -1,0 +1,78 @@
+"""Rendering shared by the CLI commands (rich tables, prices, rates)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from book import OrderBook
+from efsdk.itch.layouts import LAYOUTS, PRICE_SCALE
+
+_NAMES = {t.decode(): layout.name for t, layout in LAYOUTS.items()}
+
+
+def price(raw: int | None) -> str:
+    """An ITCH Price(4) as dollars, or '-' for no price."""
+    return "-" if raw is None else f"{raw / PRICE_SCALE:,.4f}"
+
+
+def rate(per_second: float) -> str:
+    return f"{per_second / 1e6:.2f} M/s" if per_second >= 1e5 else f"{per_second:,.0f}/s"
+
+
+def messages_table(by_type: dict[str, int], title: str = "Messages by type") -> Table:
+    table = Table(title=title)
+    table.add_column("type")
+    table.add_column("name")
+    table.add_column("count", justify="right")
+    table.add_column("%", justify="right")
+    total = sum(by_type.values()) or 1
+    for t, n in sorted(by_type.items(), key=lambda kv: -kv[1]):
+        table.add_row(repr(t) if t not in _NAMES else t, _NAMES.get(t, "(not ITCH 5.0)"), f"{n:,}", f"{100 * n / total:.2f}")
+    return table
+
+
+def depth_table(book: OrderBook, levels: int) -> Table:
+    depth = book.depth(levels)
+    bbo = book.bbo()
+    title = f"{book.symbol or book.locate}  orders {book.order_count():,}  levels {len(book.bids):,}x{len(book.asks):,}"
+    if book.trading_state:
+        title += f"  state {book.trading_state}"
+    table = Table(title=title)
+    for col in ("bid orders", "bid shares", "bid", "ask", "ask shares", "ask orders"):
+        table.add_column(col, justify="right")
+    for i in range(max(len(depth.bids), len(depth.asks), 1)):
+        b = depth.bids[i] if i < len(depth.bids) else None
+        a = depth.asks[i] if i < len(depth.asks) else None
+        table.add_row(
+            f"{b.orders:,}" if b else "",
+            f"{b.shares:,}" if b else "",
+            price(b.price) if b else "",
+            price(a.price) if a else "",
+            f"{a.shares:,}" if a else "",
+            f"{a.orders:,}" if a else "",
+        )
+    if bbo.crossed:
+        table.caption = "[bold red]book is crossed[/]"
+    return table
+
+
+def book_json(book: OrderBook, levels: int) -> dict[str, Any]:
+    depth = book.depth(levels)
+    return {
+        "symbol": book.symbol,
+        "locate": book.locate,
+        "orders": book.order_count(),
+        "levels": [len(book.bids), len(book.asks)],
+        "trading_state": book.trading_state,
+        "volume": book.volume,
+        "crossed": book.is_crossed(),
+        "bids": [list(level) for level in depth.bids],
+        "asks": [list(level) for level in depth.asks],
+    }
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False)

@@ -1,0 +1,133 @@
+"""``efsdk replay``: build books from an ITCH file and summarise them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from efsdk.cli._format import book_json, console, depth_table, messages_table, rate
+from efsdk.errors import ConfigError
+from efsdk.itch.files import is_gzip
+from efsdk.pipeline import FeedHandler, anomaly_name
+
+# Files below this replay in well under a second: no progress bar flicker.
+_PROGRESS_MIN_BYTES = 64 << 20
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="build order books from a NASDAQ BinaryFILE ITCH 5.0 capture (plain or gzip)",
+        description="Replay an ITCH 5.0 BinaryFILE through the native decoder and the pure-Python book, "
+        "then print messages by type, throughput, anomalies and the books. With --symbols only those "
+        "instruments are built (the native filter drops the rest) and their depth is shown.",
+    )
+    p.add_argument("file", help="ITCH 5.0 BinaryFILE (2-byte length + message), plain or gzip")
+    p.add_argument("--symbols", help="comma-separated symbols to build and show (default: build all, show the busiest)")
+    p.add_argument("--depth", type=int, default=5, help="levels per side to show (default 5)")
+    p.add_argument("--top", type=int, default=5, help="without --symbols: show this many of the deepest books")
+    p.add_argument("--json", metavar="OUT", help="also write the summary as JSON to OUT ('-' for stdout)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def parse_symbols(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    symbols = [s.strip() for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise ConfigError("--symbols needs at least one symbol, e.g. --symbols AAPL,MSFT")
+    return symbols
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.depth < 1:
+        raise ConfigError("--depth must be >= 1")
+    if not os.path.isfile(args.file):
+        raise ConfigError(f"{args.file}: no such file")
+    symbols = parse_symbols(args.symbols)
+    out = console()
+    feed = FeedHandler(symbols=symbols)
+    size = os.path.getsize(args.file)
+    show_progress = not args.no_progress and size >= _PROGRESS_MIN_BYTES and out.is_terminal
+    if show_progress:
+        total = None if is_gzip(args.file) else size
+        with Progress(
+            TextColumn("replaying"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+            console=console(stderr=True), transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("replay", total=total)
+            stats = feed.replay(args.file, progress=lambda done: progress.update(task, completed=done))
+    else:
+        stats = feed.replay(args.file)
+
+    builder = feed.builder
+    books = list(builder.books())
+    if symbols:
+        shown = [builder.book(s) for s in symbols]
+        missing = [s for s, b in zip(symbols, shown, strict=True) if b is None]
+        shown = [b for b in shown if b is not None]
+    else:
+        missing = []
+        shown = sorted(books, key=lambda b: -b.order_count())[: args.top]
+
+    summary = Table(title=f"Replay of {args.file}", show_header=False)
+    summary.add_column(justify="left")
+    summary.add_column(justify="right")
+    rows = [
+        ("messages", f"{stats.messages:,}"),
+        ("filtered (not subscribed)", f"{stats.filtered:,}"),
+        ("throughput", f"{rate(stats.messages_per_second)} ({stats.seconds:.2f} s)"),
+        ("instruments", f"{len(books):,}"),
+        ("live orders", f"{builder.live_orders():,}"),
+        ("trades (P/Q)", f"{stats.trades:,}"),
+        ("malformed input", _counts(stats.anomalies_by_kind)),
+        ("book anomalies", _counts({k: v for k, v in builder.stats.as_dict().items() if k in _BOOK_ANOMALIES})),
+        ("crossed books", f"{builder.stats.crossed_books:,}"),
+    ]
+    for row in rows:
+        summary.add_row(*row)
+    out.print(messages_table(stats.by_type))
+    out.print(summary)
+    for book in shown:
+        out.print(depth_table(book, args.depth))
+    for symbol in missing:
+        out.print(f"[yellow]{symbol}: no stock directory (R) message in this file[/]")
+
+    if args.json:
+        doc: dict[str, Any] = {
+            "file": args.file,
+            "messages": stats.messages,
+            "filtered": stats.filtered,
+            "seconds": stats.seconds,
+            "messages_per_second": stats.messages_per_second,
+            "by_type": stats.by_type,
+            "instruments": len(books),
+            "live_orders": builder.live_orders(),
+            "trades": stats.trades,
+            "anomalies": stats.anomalies_by_kind,
+            "anomaly_offsets": [[anomaly_name(a.kind), a.offset] for a in feed.anomalies[:100]],
+            "book_stats": builder.stats.as_dict(),
+            "books": [book_json(b, args.depth) for b in shown],
+            "missing_symbols": missing,
+        }
+        text = json.dumps(doc, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+    return 0
+
+
+_BOOK_ANOMALIES = ("unknown_ref", "duplicate_ref", "over_execution", "over_cancel", "bad_shares", "bad_op")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    nonzero = {k: v for k, v in counts.items() if v}
+    return ", ".join(f"{k} {v:,}" for k, v in nonzero.items()) if nonzero else "none"

@@ -1,0 +1,1 @@
+"""Example strategies written against the public efsdk API only."""
