@@ -10,8 +10,9 @@ CPython's specialising interpreter, and every choice in it was measured
   so transient ones are recycled at once (~35% faster than ``tolist()``,
   whose batch of ints scatters the objects the book keeps);
 * an add's op word indexes a list that holds the side's level dict directly;
-* levels are exact dicts (subscripts specialise) and the sorted price index is
-  reconciled lazily by :class:`~book.side.BookSide`;
+* levels are exact dicts (subscripts specialise); their share totals are
+  kept only once somebody has read them, and the sorted price index is
+  reconciled lazily (both by :class:`~book.side.BookSide`);
 * methods and containers are bound to locals, counters are locals flushed
   once per call, the branch order follows message frequency, and the cyclic
   GC is paused for the batch (the book creates no reference cycles).
@@ -39,7 +40,7 @@ from book.ops import (
     SHARES_MASK,
 )
 from book.orderbook import OrderBook, OrderIndex
-from book.side import BookSide
+from book.side import TOTAL, BookSide
 from book.stats import BookStats
 
 __all__ = ["BookBuilder", "MessageHandler", "AnomalyHandler"]
@@ -155,6 +156,7 @@ class BookBuilder:
         side_levels = self._side_levels
         sides = self._sides
         mask = SHARES_MASK
+        total = TOTAL  # key of a level's share total, None until read (see book.side)
         # Op codes as locals: LOAD_FAST beats LOAD_GLOBAL by ~50 ns a message here.
         add_base, op_delete, op_replace_out, op_replace_in = ADD_BASE, OP_DELETE, OP_REPLACE_OUT, OP_REPLACE_IN
         op_execute, op_execute_price, op_cancel = OP_EXECUTE, OP_EXECUTE_PRICE, OP_CANCEL
@@ -176,27 +178,35 @@ class BookBuilder:
                 if a in orders:
                     duplicate += 1
                     continue
-                if not c & mask:
+                shares = c & mask
+                if not shares:
                     bad += 1
                     continue
                 level = levels.get(b)
                 if level is None:
                     side = sides[op]
-                    level = levels[b] = {}
+                    level = levels[b] = {total: None, a: c}
                     where[id(level)] = (side, b)
                     if b in side._removed:
                         side._removed.discard(b)
                     else:
                         side._added.add(b)
-                level[a] = c
+                else:
+                    level[a] = c
+                    t = level[total]
+                    if t is not None:
+                        level[total] = t + shares
                 orders[a] = level
             elif op == op_delete:
                 level = orders_pop(a, None)
                 if level is None:
                     unknown += 1
                     continue
+                t = level[total]
+                if t is not None:
+                    level[total] = t - (level[a] & mask)
                 del level[a]
-                if not level:
+                if len(level) == 1:
                     side, price = where_pop(id(level))
                     del side.levels[price]
                     if price in side._added:
@@ -209,8 +219,11 @@ class BookBuilder:
                     unknown += 1
                     replaced_side = None
                     continue
+                t = level[total]
+                if t is not None:
+                    level[total] = t - (level[a] & mask)
                 del level[a]
-                if level:
+                if len(level) > 1:
                     replaced_side = where[id(level)][0]
                 else:
                     replaced_side, price = where_pop(id(level))
@@ -227,19 +240,24 @@ class BookBuilder:
                 if a in orders:
                     duplicate += 1
                     continue
-                if not c & mask:
+                shares = c & mask
+                if not shares:
                     bad += 1
                     continue
                 levels = side.levels
                 level = levels.get(b)
                 if level is None:
-                    level = levels[b] = {}
+                    level = levels[b] = {total: None, a: c}
                     where[id(level)] = (side, b)
                     if b in side._removed:
                         side._removed.discard(b)
                     else:
                         side._added.add(b)
-                level[a] = c
+                else:
+                    level[a] = c
+                    t = level[total]
+                    if t is not None:
+                        level[total] = t + shares
                 orders[a] = level
             elif op == op_execute or op == op_cancel or op == op_execute_price:
                 level = orders_get(a)
@@ -254,17 +272,22 @@ class BookBuilder:
                     book = side.book
                     book.volume += b if left >= 0 else b + left
                     book.last_price = price
+                t = level[total]
                 if left > 0:
                     level[a] = packed - b
+                    if t is not None:
+                        level[total] = t - b
                     continue
                 if left < 0:
                     if op == op_cancel:
                         over_cancel += 1
                     else:
                         over_exec += 1
+                if t is not None:
+                    level[total] = t - (packed & mask)
                 del orders[a]
                 del level[a]
-                if not level:
+                if len(level) == 1:
                     side, price = where_pop(id(level))
                     del side.levels[price]
                     if price in side._added:

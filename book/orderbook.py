@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from book.ops import SEQ_SHIFT, SHARES_MASK
-from book.side import BookSide
+from book.side import TOTAL, BookSide, level_orders, level_total
 from book.stats import BookStats
 
 __all__ = [
@@ -148,6 +148,8 @@ class OrderBook:
     # ------------------------------------------------------------------ mutations
     def add(self, ref: int, side: str, price: int, shares: int, seq: int | None = None) -> bool:
         """Add a resting order (ITCH A/F).  Returns False for a duplicate ref (counted)."""
+        if ref < 0:
+            raise ValueError(f"order reference must be >= 0, got {ref}")
         index = self.index
         if ref in index.orders:
             index.stats.duplicate_ref += 1
@@ -164,14 +166,18 @@ class OrderBook:
             level = book_side.new_level(price)
             index.where[id(level)] = (book_side, price)
         level[ref] = (seq << SEQ_SHIFT) | shares
+        if level[TOTAL] is not None:
+            level[TOTAL] += shares
         index.orders[ref] = level
         return True
 
     def _remove(self, ref: int, level: dict[int, int]) -> None:
         index = self.index
         del index.orders[ref]
-        del level[ref]
-        if not level:
+        shares = level.pop(ref) & SHARES_MASK
+        if level[TOTAL] is not None:
+            level[TOTAL] -= shares
+        if len(level) == 1:
             side, price = index.where.pop(id(level))
             side.drop_level(price)
 
@@ -198,6 +204,8 @@ class OrderBook:
         self.last_price = price
         if left > 0:
             level[ref] = packed - shares
+            if level[TOTAL] is not None:
+                level[TOTAL] -= shares
             return left
         if left < 0:
             self.index.stats.over_execution += 1
@@ -214,6 +222,8 @@ class OrderBook:
         left = (packed & SHARES_MASK) - shares
         if left > 0:
             level[ref] = packed - shares
+            if level[TOTAL] is not None:
+                level[TOTAL] -= shares
             return left
         if left < 0:
             self.index.stats.over_cancel += 1
@@ -278,29 +288,25 @@ class OrderBook:
         for side, name in ((self.bids, BUY), (self.asks, SELL)):
             levels = side.levels
             for price in side.prices():
-                for ref, packed in levels[price].items():
+                for ref, packed in level_orders(levels[price]):
                     yield Order(ref, name, price, packed & SHARES_MASK, packed >> SEQ_SHIFT)
 
     def queue_position(self, ref: int) -> QueuePosition | None:
         """Where ``ref`` stands in its level's FIFO queue; ``None`` if not live here.
 
-        O(orders ahead of it in the level).
+        O(orders ahead of it in the level); the level totals are O(1).
         """
         hit = self.index.locate(ref)
         if hit is None or hit[0].book is not self:
             return None
         _, price, level = hit
-        ahead = shares_ahead = total = 0
-        found = False
-        for other, packed in level.items():
-            shares = packed & SHARES_MASK
-            total += shares
+        ahead = shares_ahead = 0
+        for other, packed in level_orders(level):
             if other == ref:
-                found = True
-            elif not found:
-                ahead += 1
-                shares_ahead += shares
-        return QueuePosition(ref, price, ahead, shares_ahead, len(level), total)
+                break
+            ahead += 1
+            shares_ahead += packed & SHARES_MASK
+        return QueuePosition(ref, price, ahead, shares_ahead, len(level) - 1, level_total(level))
 
     def order_count(self) -> int:
         return self.bids.order_count() + self.asks.order_count()
@@ -317,7 +323,7 @@ class OrderBook:
                 rows.append(
                     (
                         price,
-                        tuple((ref, p & SHARES_MASK, p >> SEQ_SHIFT) for ref, p in levels[price].items()),
+                        tuple((ref, p & SHARES_MASK, p >> SEQ_SHIFT) for ref, p in level_orders(levels[price])),
                     )
                 )
             return tuple(rows)
@@ -332,7 +338,7 @@ class OrderBook:
             assert side.book is self
             for price, level in side.levels.items():
                 assert index.where[id(level)] == (side, price), f"level {price} not registered"
-                for ref in level:
+                for ref, _ in level_orders(level):
                     assert index.orders.get(ref) is level, f"order {ref} not indexed to its level"
         # an order is in exactly one level: refs are dict keys of the index, and each
         # indexed level is the one we found it in above, so a second copy would fail there.

@@ -5,6 +5,17 @@ dict insertion order *is* the time priority of the level, deletion is O(1),
 and CPython 3.11 specialises subscripts only for exact dicts, which is why a
 level is not a dict subclass.  ``levels`` maps price -> level.
 
+Each level also holds its share total under the key :data:`TOTAL` (``-1``,
+which no u64 order reference can be), created first so it never disturbs the
+queue order; a level's order count is ``len(level) - 1``.  The total starts
+as ``None`` (not tracked): the first read computes it, and from then on every
+change to the level keeps it current.  Tracking every level would cost the
+full-feed path ~25%, because subtracting a deleted order's shares reads its
+stored int, usually a cache miss; computing on every read would cost a
+strategy ~50 ns per resting order, and a deep name holds thousands at the
+touch.  Adaptive tracking gives the bulk path the first and a strategy
+watching the top of the book O(1) reads.
+
 Sorting is the expensive part of a book under level churn, and a full feed
 creates and destroys levels far more often than anybody reads the sorted
 view.  So the :class:`~sortedcontainers.SortedList` of prices is reconciled
@@ -25,7 +36,25 @@ from sortedcontainers import SortedList
 
 from book.ops import SEQ_SHIFT, SHARES_MASK
 
-__all__ = ["BookSide"]
+__all__ = ["BookSide", "TOTAL", "level_orders", "level_total"]
+
+TOTAL = -1  # key of a level's share total (None until first read)
+
+
+def level_orders(level: dict[int, int]) -> Iterator[tuple[int, int]]:
+    """``(ref, packed)`` of a level's orders in time priority (skips :data:`TOTAL`)."""
+    items = iter(level.items())
+    next(items)  # TOTAL is always the first key
+    return items
+
+
+def level_total(level: dict[int, int]) -> int:
+    """Shares resting in ``level``; starts tracking the total (see module doc)."""
+    total = level[TOTAL]
+    if total is None:
+        mask = SHARES_MASK
+        total = level[TOTAL] = sum(packed & mask for _, packed in level_orders(level))
+    return total
 
 
 class BookSide:
@@ -44,7 +73,7 @@ class BookSide:
     # -- mutation helpers (the builder's hot loop inlines the same steps) --
     def new_level(self, price: int) -> dict[int, int]:
         """Create an empty level at ``price``; the caller registers it."""
-        level: dict[int, int] = {}
+        level: dict[int, int] = {TOTAL: None}  # type: ignore[dict-item]
         self.levels[price] = level
         if price in self._removed:
             self._removed.discard(price)
@@ -88,25 +117,23 @@ class BookSide:
     def level_totals(self, price: int) -> tuple[int, int]:
         """``(shares, orders)`` resting at ``price``; ``(0, 0)`` if no level."""
         level = self.levels.get(price)
-        if not level:
+        if level is None:
             return 0, 0
-        mask = SHARES_MASK
-        return sum(v & mask for v in level.values()), len(level)
+        return level_total(level), len(level) - 1
 
     def depth(self, n: int) -> list[tuple[int, int, int]]:
         """Top ``n`` levels as ``(price, shares, orders)``, best first."""
         out = []
         levels = self.levels
-        mask = SHARES_MASK
         for price in self.prices():
             if len(out) >= n:
                 break
             level = levels[price]
-            out.append((price, sum(v & mask for v in level.values()), len(level)))
+            out.append((price, level_total(level), len(level) - 1))
         return out
 
     def order_count(self) -> int:
-        return sum(len(level) for level in self.levels.values())
+        return sum(len(level) for level in self.levels.values()) - len(self.levels)
 
     def __len__(self) -> int:
         """Number of price levels."""
@@ -120,7 +147,13 @@ class BookSide:
         assert not (self._added & sorted_set), "pending add of a price already indexed"
         assert (sorted_set - self._removed) | self._added == set(self.levels), "index != levels"
         for price, level in self.levels.items():
-            assert level, f"empty level kept at {price}"
-            for ref, packed in level.items():
+            assert next(iter(level)) == TOTAL, f"level {price} does not start with its total"
+            assert len(level) > 1, f"empty level kept at {price}"
+            total = 0
+            for ref, packed in level_orders(level):
+                assert ref >= 0, f"negative order ref {ref} at {price}"
                 assert packed & SHARES_MASK > 0, f"order {ref} at {price} has no shares"
                 assert packed >> SEQ_SHIFT >= 0
+                total += packed & SHARES_MASK
+            tracked = level[TOTAL]
+            assert tracked is None or tracked == total, f"level {price} total {tracked} != sum of its orders {total}"
