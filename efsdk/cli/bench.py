@@ -1,0 +1,263 @@
+"""``efsdk bench book``: how fast the feed builds books, against the issue's targets and two baselines.
+
+All measuring and checking lives in :mod:`efsdk.bench` (shared with
+``tests/bench``); this module only parses arguments and prints tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from efsdk import bench
+from efsdk.errors import ConfigError
+
+_BOOK_DESCRIPTION = f"""\
+Replay a generated ITCH 5.0 session into order books and report messages/s (median
+of --rounds after --warmup untimed rounds), ns per message, the spread over rounds
+and the ratio to a straightforward struct + SortedDict Python book; then time each
+book operation on an AAPL-like deep book (ns/op via OrderBook methods and via
+BookBuilder.apply_ops batches). Every round's result is checked (books equal the
+generator's summary and reference L3 digests); a wrong answer fails the command.
+
+The session (default {bench.DEFAULT_MESSAGES:,} messages, {bench.DEFAULT_SYMBOLS} symbols: the issue's size) is
+generated the first time, which takes a few seconds (~4 s per million messages),
+and cached in --cache-dir (default $EFSDK_BENCH_CACHE_DIR or ~/.cache/efsdk/bench).
+The full run takes about a minute at the default size. Timings on a shared VM vary
+by 20-30% from run to run: compare medians over several rounds, never single runs.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="benchmarks of the feed path and the order book")
+    sub = p.add_subparsers(dest="bench_command", metavar="BENCH")
+    b = sub.add_parser(
+        "book",
+        help="replay a generated session into books; msgs/s vs targets and baselines, ns per book operation",
+        description=_BOOK_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument("--messages", type=int, default=bench.DEFAULT_MESSAGES, help="session length (default %(default)s)")
+    b.add_argument("--symbols", type=int, default=bench.DEFAULT_SYMBOLS, help="symbols (default %(default)s)")
+    b.add_argument("--seed", type=int, default=bench.DEFAULT_SEED, help="generator seed (default %(default)s)")
+    b.add_argument(
+        "--rounds", type=int, default=bench.DEFAULT_ROUNDS, help="timed rounds per case (default %(default)s)"
+    )
+    b.add_argument(
+        "--warmup", type=int, default=bench.DEFAULT_WARMUP, help="untimed rounds first (default %(default)s)"
+    )
+    b.add_argument("--json", metavar="OUT", help="also write every result (all rounds) as JSON to OUT")
+    b.add_argument("--cache-dir", metavar="D", help="where generated sessions are kept")
+    b.add_argument(
+        "--ops",
+        type=int,
+        default=bench.DEFAULT_OPS,
+        help="operations per round in the per-op table; 0 skips it (default %(default)s)",
+    )
+    b.add_argument(
+        "--meatpy-messages",
+        type=int,
+        default=bench.DEFAULT_MEATPY_MESSAGES,
+        help="session prefix MeatPy replays (its rate is extrapolated); 0 skips it (default %(default)s)",
+    )
+    b.add_argument(
+        "--deep-scale",
+        type=float,
+        default=1.0,
+        help="size of the per-op deep book relative to AAPL-like (2,900 levels/side, ~46k orders) (default 1)",
+    )
+    b.set_defaults(func=run_book)
+
+    def no_subcommand(_: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=no_subcommand)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.rounds < 1 or args.warmup < 0:
+        raise ConfigError("--rounds must be >= 1 and --warmup >= 0")
+    if args.ops < 0 or args.meatpy_messages < 0:
+        raise ConfigError("--ops and --meatpy-messages must be >= 0")
+    if not 0 < args.deep_scale <= 10:
+        raise ConfigError("--deep-scale must be in (0, 10]")
+    from efsdk.itch.generator import min_messages
+
+    if args.symbols < 2 or args.messages < min_messages(args.symbols):
+        raise ConfigError(
+            f"--symbols must be >= 2 and --messages >= {min_messages(max(2, args.symbols)):,} for that many symbols"
+        )
+
+
+def run_book(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    _validate(args)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: rich would wrap the tables at 80 columns
+        console.width = max(console.width, 132)
+    err = Console(stderr=True)
+
+    with err.status(f"session {args.messages:,} msgs / {args.symbols} symbols (generated on first use)..."):
+        sess = bench.session(args.symbols, args.messages, args.seed, args.cache_dir)
+        sess.reference_digests()
+    subs = bench.pick_subscriptions(sess.summary)
+
+    feed_cases: list[Callable[[], bench.Case]] = [lambda: bench.full_replay_case(sess)]
+    for label, names in subs.items():
+        feed_cases.append(lambda label=label, names=names: bench.subscribed_case(sess, names, label))
+    feed_cases.append(lambda: bench.straightforward_case(sess))
+    meatpy_note = ""
+    if args.meatpy_messages:
+        if bench.meatpy_available():
+            feed_cases.append(lambda: bench.meatpy_case(sess, min(args.meatpy_messages, sess.messages)))
+        else:
+            meatpy_note = "MeatPy not installed (pip install meatpy): its row is skipped."
+
+    try:
+        feed = [_measure(err, make(), args) for make in feed_cases]
+        ops: list[bench.Result] = []
+        deep_info: dict[str, Any] = {}
+        if args.ops:
+            spec = bench.DEEP_BOOK.scaled(args.deep_scale)
+            with err.status("building the deep book..."):
+                cases = bench.op_cases(args.ops, spec)
+            deep_info = cases[0].info["deep_book"]
+            ops = [_measure(err, case, args) for case in cases]
+    except AssertionError as exc:  # a benchmark produced a wrong book: never print its speed
+        err.print(f"[bold red]efsdk bench book: WRONG RESULT[/]: {exc}")
+        return 1
+
+    baseline = next((r for r in feed if r.info.get("baseline") == "straightforward"), None)
+    _print_feed(console, sess, feed, baseline, args)
+    console.print("subscriptions: " + "; ".join(f"{label}: {', '.join(n)}" for label, n in subs.items()))
+    if meatpy_note:
+        console.print(meatpy_note)
+    console.print(
+        "every round checked: per-book orders and levels equal the generator's summary, L3 digests equal "
+        "an independent implementation's (MeatPy: equal to the SDK's books on the same prefix)"
+    )
+    if ops:
+        _print_ops(console, ops, deep_info, args)
+    if args.json:
+        _write_json(args, sess, subs, feed, ops, deep_info)
+        console.print(f"results written to [bold]{args.json}[/]")
+    return 0
+
+
+def _measure(err: Any, case: bench.Case, args: argparse.Namespace) -> bench.Result:
+    label = case.name if not case.via or case.group == "feed" else f"{case.name} via {case.via}"
+    with err.status(f"{label}: {args.warmup} + {args.rounds} rounds..."):
+        return bench.measure(case, args.rounds, args.warmup)
+
+
+def _m(rate: float) -> str:
+    return f"{rate / 1e6:.2f} M" if rate >= 1e5 else f"{rate / 1e3:.1f} k"
+
+
+def _range(lo: float, hi: float) -> str:
+    if hi >= 1e5:
+        return f"{lo / 1e6:.2f}-{hi / 1e6:.2f} M"
+    return f"{lo / 1e3:.1f}-{hi / 1e3:.1f} k"
+
+
+def _print_feed(console: Any, sess: bench.Session, feed: list[bench.Result], baseline: Any, args: Any) -> None:
+    from rich.table import Table
+
+    s = sess.summary
+    table = Table(
+        title=f"Book build: {s.messages:,} msgs, {s.symbols} symbols, seed {s.seed} "
+        f"(median of {args.rounds} rounds after {args.warmup} warm-up)",
+        show_edge=False,
+    )
+    table.add_column("scenario")
+    table.add_column("msgs/s", justify="right")
+    table.add_column("ns/msg", justify="right")
+    table.add_column("rounds", justify="right")
+    table.add_column("p10-p90 (max-min)", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("vs baseline", justify="right")
+    for r in feed:
+        p10, p90 = r.rate_quantiles()
+        if r.target is not None:
+            ok = r.rate >= r.target
+            target = f"[{'green' if ok else 'red'}]>= {_m(r.target)} {'ok' if ok else 'MISS'}[/]"
+        else:
+            target = f"[dim]ref {_m(r.info['reference_per_s'])}[/]"
+        ratio = f"{r.rate / baseline.rate:.2f}x" if baseline is not None else "-"
+        name = r.name + ("*" if "extrapolated_from_messages" in r.info else "")
+        table.add_row(
+            name,
+            _m(r.rate),
+            f"{r.ns_per_unit:,.0f}",
+            str(len(r.seconds)),
+            f"{_range(p10, p90)} ({100 * r.spread:.0f}%)",
+            target,
+            ratio,
+        )
+    console.print(table)
+    if any("extrapolated_from_messages" in r.info for r in feed):
+        console.print(
+            "* MeatPy replays only a prefix of the session (early books are shallow, and its list-of-levels "
+            "book slows down as they deepen): its msgs/s is an optimistic extrapolation."
+        )
+
+
+def _print_ops(console: Any, ops: list[bench.Result], deep: dict[str, Any], args: Any) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"Per operation on an AAPL-like deep book: {deep.get('orders', 0):,} orders, "
+        f"{deep.get('bid_levels', 0):,} x {deep.get('ask_levels', 0):,} levels, "
+        f"{deep.get('touch_orders', 0):,} orders at each touch (ns/op, median of {args.rounds} rounds)",
+        show_edge=False,
+    )
+    table.add_column("operation")
+    table.add_column("ops/round", justify="right")
+    table.add_column("OrderBook method", justify="right")
+    table.add_column("apply_ops batch", justify="right")
+    rows: dict[str, dict[str, bench.Result]] = {}
+    for r in ops:
+        rows.setdefault(r.name, {})[r.via] = r
+
+    def cell(r: bench.Result | None) -> str:
+        if r is None:
+            return "[dim]-[/]"
+        return f"{r.ns_per_unit:,.0f} [dim]±{50 * r.spread:.0f}%[/]"
+
+    for name, by in rows.items():
+        count = next(iter(by.values())).count
+        table.add_row(name, f"{count:,}", cell(by.get("OrderBook")), cell(by.get("apply_ops")))
+    console.print(table)
+    console.print(
+        "ns/op include the Python loop that drives the book (OrderBook) or the record iteration (apply_ops); "
+        "± is half the max-min spread over rounds."
+    )
+
+
+def _write_json(args: Any, sess: bench.Session, subs: Any, feed: Any, ops: Any, deep: Any) -> None:
+    doc = {
+        "session": sess.describe(),
+        "subscriptions": {k: list(v) for k, v in subs.items()},
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "targets": {"full_replay_per_s": bench.TARGET_FULL_REPLAY, "subscribed_per_s": bench.TARGET_SUBSCRIBED},
+        "machine": {
+            "python": sys.version.split()[0],
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "feed": [r.as_dict() for r in feed],
+        "deep_book": deep,
+        "ops": [r.as_dict() for r in ops],
+    }
+    with open(args.json, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
