@@ -64,7 +64,7 @@ OP_CANCEL = 4
 OP_REPLACE_OUT = 5
 OP_REPLACE_IN = 6
 OP_MESSAGE = 7
-ADD_BASE = 16  # first add op word; 16 + 2*65535 + 1 < 2**17
+ADD_BASE = 16  # first add op word; the last is 16 + 2*65535 + 1 = 131087
 
 RECORD_WORDS = 4
 SEQ_SHIFT = 32

@@ -32,8 +32,8 @@ from typing import Any, BinaryIO
 from book import BookBuilder, OrderBook
 from book.ops import ADD_BASE, OP_ANOMALY, OP_MESSAGE, OP_REPLACE_IN, RECORD_WORDS
 from efsdk.itch.codec import DECODER_BY_TYPE
-from efsdk.itch.ops import ANOMALY_BAD_SIDE, OpDecoder, iter_op_batches
-from efsdk.itch.records import ANOMALY_KINDS, DEFAULT_CAPACITY, DEFAULT_CHUNK_SIZE, Anomaly
+from efsdk.itch.ops import ANOMALY_BAD_SIDE, OpDecoder, anomaly_from_op, iter_op_batches
+from efsdk.itch.records import ANOMALY_BAD_COMPRESSION, ANOMALY_KINDS, DEFAULT_CAPACITY, DEFAULT_CHUNK_SIZE, Anomaly
 
 __all__ = ["BookEvent", "FeedHandler", "FeedStats", "OnBook", "anomaly_name"]
 
@@ -148,6 +148,11 @@ class FeedHandler:
                 self._apply(ops, chunk, file_offset)
                 if progress is not None:
                     progress(batches.stats.bytes_read)
+            file_stats = batches.stats
+        if file_stats.bad_compression:  # not an op record: the reader saw it
+            counts = self.stats.anomalies_by_kind
+            counts["bad_compression"] = counts.get("bad_compression", 0) + file_stats.bad_compression
+            self.anomalies.extend(a for a in file_stats.anomalies if a.kind == ANOMALY_BAD_COMPRESSION)
         self.stats.seconds += time.perf_counter() - started
         return self.refresh_stats()
 
@@ -185,6 +190,7 @@ class FeedHandler:
         on_book = self.on_book
         on_message, on_anomaly = self._on_message, self._on_anomaly
         chunk = self._chunk
+        stats = builder.stats
         book: OrderBook | None = None
         gc_was_enabled = gc.isenabled()
         gc.disable()
@@ -201,8 +207,10 @@ class FeedHandler:
                     offset = words[i + 3]  # these ops carry their message's offset
                     self.clock = int.from_bytes(chunk[offset + 5 : offset + 11], "big")
                 record[:] = words[i : i + RECORD_WORDS]
+                refused = stats.duplicate_ref + stats.bad_shares
                 apply_one(record, on_message, on_anomaly)
-                if book is not None:
+                # A duplicate or zero-share add changes nothing: no event for it.
+                if book is not None and stats.duplicate_ref + stats.bad_shares == refused:
                     on_book(book, BookEvent(op, ref))  # type: ignore[misc]
         finally:
             if gc_was_enabled:
@@ -231,8 +239,8 @@ class FeedHandler:
         counts = self.stats.anomalies_by_kind
         first = name not in counts
         counts[name] = counts.get(name, 0) + 1
-        absolute = self._base + offset
+        anomaly = anomaly_from_op(self._base, offset, kind, detail)
         if len(self.anomalies) < MAX_ANOMALIES_KEPT:
-            self.anomalies.append(Anomaly(kind, absolute, detail, 0))
+            self.anomalies.append(anomaly)
         if first:  # once per kind: never per message on the hot path
-            log.warning("ITCH feed: %s at offset %d (detail %d); further ones are counted", name, absolute, detail)
+            log.warning("ITCH feed: %s at offset %d; further ones are counted", name, anomaly.offset)

@@ -65,10 +65,14 @@ int efsdk_itch_decode_ops(const uint8_t *buf, size_t len, size_t *consumed,
                     o[2] = r->price;
                     o[3] = with_seq(s, r->shares);
                 } else {
+                    if (stats != NULL)
+                        stats->bad_side++;
+                    /* Like every anomaly: the frame's offset and declared
+                     * length, plus the offending side byte above it. */
                     o[0] = EFSDK_OP_ANOMALY;
-                    o[1] = off;
+                    o[1] = off - 2;
                     o[2] = EFSDK_ITCH_ANOMALY_BAD_SIDE;
-                    o[3] = r->side;
+                    o[3] = (uint64_t)r->side << 16 | (r->type == 'A' ? 36u : 40u);
                 }
                 break;
             case 'D':

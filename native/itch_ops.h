@@ -27,7 +27,8 @@
 #define EFSDK_OP_MESSAGE 7
 #define EFSDK_OP_ADD_BASE 16
 
-/* Anomaly kind (beyond EFSDK_ITCH_ANOMALY_*) for an add whose side is not B/S. */
+/* Anomaly kind (beyond EFSDK_ITCH_ANOMALY_*) for an add whose side is not B/S;
+ * its record's c word is side_byte << 16 | declared length. */
 #define EFSDK_ITCH_ANOMALY_BAD_SIDE 5
 
 /*

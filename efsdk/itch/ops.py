@@ -36,7 +36,7 @@ from efsdk.itch.records import (
     _tail_fields,
 )
 
-__all__ = ["ANOMALY_BAD_SIDE", "OpDecoder", "iter_op_batches", "OP_WORDS"]
+__all__ = ["ANOMALY_BAD_SIDE", "OP_WORDS", "OpDecoder", "anomaly_from_op", "iter_op_batches"]
 
 OP_WORDS = book_ops.RECORD_WORDS
 _OP_BYTES = 8 * OP_WORDS
@@ -68,6 +68,16 @@ def _check_ops_contract() -> None:
 
 
 _check_ops_contract()
+
+
+def anomaly_from_op(base: int, offset: int, kind: int, detail: int) -> Anomaly:
+    """The :class:`Anomaly` an ``OP_ANOMALY`` record reports, offsets made absolute by ``base``.
+
+    ``offset`` is the frame's length prefix and ``detail`` its declared
+    length; a bad side also carries the offending side byte above bit 16
+    (reported as ``type_byte``).
+    """
+    return Anomaly(kind, base + offset, detail & 0xFFFF, detail >> 16)
 
 
 class OpDecoder(RecordDecoder):
@@ -134,11 +144,7 @@ class OpDecoder(RecordDecoder):
         words = records.cast("Q")
         for i in range(0, len(words), OP_WORDS):
             if words[i] == book_ops.OP_ANOMALY:
-                offset, kind, detail = words[i + 1], words[i + 2], words[i + 3]
-                if kind == ANOMALY_BAD_SIDE:  # offset of the type byte, detail = side byte
-                    yield Anomaly(kind, base + offset - 2, 0, detail)
-                else:
-                    yield Anomaly(kind, base + offset, detail, 0)
+                yield anomaly_from_op(base, words[i + 1], words[i + 2], words[i + 3])
 
     @staticmethod
     def tail_record(tail: memoryview) -> bytes:

@@ -41,7 +41,10 @@ Fields a type does not use are 0.  Three entry points:
 from __future__ import annotations
 
 import errno
+import gzip
+import logging
 import os
+import zlib
 import struct
 import warnings
 from collections.abc import Iterable, Iterator
@@ -76,7 +79,7 @@ RECORD = struct.Struct("=BBHIIIQQ")
 
 #: The native layout/semantics version this module was written for; must equal
 #: ``EFSDK_ITCH_RECORDS_VERSION`` compiled into the extension.
-EXPECTED_NATIVE_VERSION = 1
+EXPECTED_NATIVE_VERSION = 2
 
 # Record type 0 and its kinds (in ``side``); 1-3 come from the C decoder.
 ANOMALY = 0
@@ -85,11 +88,14 @@ ANOMALY_BAD_LENGTH = 2  # length prefix != size of its type
 ANOMALY_EMPTY = 3  # length prefix 0
 #: Python-only: the input ended inside a frame (reported by iter_record_batches).
 ANOMALY_TRUNCATED_TAIL = 4
+# Python-only too: a gzip file whose stream is corrupt or cut short.
+ANOMALY_BAD_COMPRESSION = 6
 ANOMALY_KINDS = {
     ANOMALY_UNKNOWN_TYPE: "unknown_type",
     ANOMALY_BAD_LENGTH: "bad_length",
     ANOMALY_EMPTY: "empty",
     ANOMALY_TRUNCATED_TAIL: "truncated_tail",
+    ANOMALY_BAD_COMPRESSION: "bad_compression",
 }
 
 #: Record offsets are u32, so one decode call sees at most this many bytes;
@@ -107,6 +113,8 @@ DEFAULT_CHUNK_SIZE = 4 << 20
 # Anomalies kept with their offsets per file: enough to diagnose a bad capture,
 # bounded so a garbage file cannot eat memory (the counters stay exact).
 MAX_ANOMALIES_KEPT = 1000
+
+log = logging.getLogger(__name__)
 
 _REINSTALL = "reinstall efsdk with `pip install -e .` (or `pip install .`) to rebuild it"
 
@@ -180,14 +188,15 @@ class DecodeStats:
     unknown_type: int = 0
     bad_length: int = 0
     empty: int = 0
+    bad_side: int = 0  # book-op decoder only: add whose side byte is not B/S
     by_type: dict[str, int] = field(default_factory=dict)
 
     @property
     def anomalies_total(self) -> int:
-        return self.unknown_type + self.bad_length + self.empty
+        return self.unknown_type + self.bad_length + self.empty + self.bad_side
 
 
-_COUNTERS = ("messages", "bytes", "emitted", "filtered", "unknown_type", "bad_length", "empty")
+_COUNTERS = ("messages", "bytes", "emitted", "filtered", "unknown_type", "bad_length", "empty", "bad_side")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +229,7 @@ class FileDecodeStats(DecodeStats):
     truncated_tail: int = 0
     truncated_tail_offset: int | None = None
     truncated_tail_bytes: int = 0
+    bad_compression: int = 0  # the gzip stream broke off (corrupt or cut short); reading stopped there
     anomalies: list[Anomaly] = field(default_factory=list)
     anomalies_dropped: int = 0
 
@@ -431,7 +441,7 @@ class RecordDecoder:
 
     def _anomaly_count(self) -> int:
         s = self._stats
-        return s.unknown_type + s.bad_length + s.empty
+        return s.unknown_type + s.bad_length + s.empty + s.bad_side
 
     def __repr__(self) -> str:
         s = self._stats
@@ -559,12 +569,17 @@ class RecordBatchReader:
         base = 0  # absolute file offset of buf[0]
         seen_anomalies = dec._anomaly_count()
         while True:
-            if readinto is not None:
-                got = readinto(view[carry : carry + chunk_size])
-            else:
-                data = read(chunk_size)
-                got = len(data)
-                view[carry : carry + got] = data
+            try:
+                if readinto is not None:
+                    got = readinto(view[carry : carry + chunk_size])
+                else:
+                    data = read(chunk_size)
+                    got = len(data)
+                    view[carry : carry + got] = data
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                # A corrupt or cut-short gzip stream: keep what decoded, say where it broke.
+                self._bad_compression(exc, base + carry)
+                break
             if not got:
                 break
             fs.bytes_read += got
@@ -595,6 +610,15 @@ class RecordBatchReader:
             self._truncated_tail(view[:carry], base)
             fs.batches += 1
             yield memoryview(dec.tail_record(view[:carry])), view[:carry], base
+
+    def _bad_compression(self, exc: BaseException, offset: int) -> None:
+        fs = self._file_stats
+        fs.bad_compression += 1
+        log.warning("%s: compressed stream broke off after %d bytes (%s); stopped reading there", self._name, offset, exc)
+        if len(fs.anomalies) < MAX_ANOMALIES_KEPT:
+            fs.anomalies.append(Anomaly(ANOMALY_BAD_COMPRESSION, offset, 0, 0))
+        else:
+            fs.anomalies_dropped += 1
 
     def _truncated_tail(self, tail: memoryview, base: int) -> None:
         fs = self._file_stats
