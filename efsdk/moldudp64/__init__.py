@@ -19,8 +19,21 @@ from efsdk.moldudp64.codec import (
     unpack_header,
     unpack_packet,
 )
+from efsdk.moldudp64.publisher import Impairment, MessageHistory, MoldPublisher
+from efsdk.moldudp64.request_server import MoldRequestServer
+from efsdk.moldudp64.rerequest import MoldRerequester
+from efsdk.moldudp64.session import MoldSession, Request, RetryPolicy, SessionStats
 
 __all__ = [
+    "Impairment",
+    "MessageHistory",
+    "MoldPublisher",
+    "MoldRequestServer",
+    "MoldRerequester",
+    "MoldSession",
+    "Request",
+    "RetryPolicy",
+    "SessionStats",
     "DEFAULT_MAX_PAYLOAD",
     "END_OF_SESSION_COUNT",
     "HEADER_SIZE",
