@@ -24,6 +24,7 @@ int efsdk_itch_decode_ops(const uint8_t *buf, size_t len, size_t *consumed,
                           uint64_t *ops, size_t ops_cap,
                           uint8_t *locate_filter, const uint8_t *symbols,
                           size_t n_symbols, uint64_t *seq,
+                          const uint8_t *message_types,
                           efsdk_itch_stats *stats)
 {
     efsdk_itch_record stage[OPS_STAGE];
@@ -117,6 +118,11 @@ int efsdk_itch_decode_ops(const uint8_t *buf, size_t len, size_t *consumed,
                 o[3] = r->shares; /* declared length */
                 break;
             default:
+                if (message_types != NULL && message_types[r->type] == 0) {
+                    if (stats != NULL)
+                        stats->filtered++;
+                    continue; /* not wanted: no record, n unchanged */
+                }
                 o[0] = EFSDK_OP_MESSAGE;
                 o[1] = off;
                 o[2] = r->locate;

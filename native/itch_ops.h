@@ -40,11 +40,15 @@
  * Offsets in records are relative to buf.  Returns records written or -EINVAL.
  * *seq counts every frame, filtered ones included, so an order's arrival
  * sequence is its message's position in the feed whatever the subscription.
+ * message_types: NULL = every non-book message becomes an OP_MESSAGE record;
+ * otherwise 256 bytes, non-zero = emit that type; the others are counted in
+ * stats->filtered (and by_type) and dropped here, before Python pays for them.
  */
 int efsdk_itch_decode_ops(const uint8_t *buf, size_t len, size_t *consumed,
                           uint64_t *ops, size_t ops_cap,
                           uint8_t *locate_filter, const uint8_t *symbols,
                           size_t n_symbols, uint64_t *seq,
+                          const uint8_t *message_types,
                           efsdk_itch_stats *stats);
 
 int efsdk_book_ops_version(void);

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     summary.add_column(justify="right")
     rows = [
         ("messages", f"{stats.messages:,}"),
-        ("filtered (not subscribed)", f"{stats.filtered:,}"),
+        ("filtered (not subscribed; unhandled types)", f"{stats.filtered:,}"),
         ("throughput", f"{rate(stats.messages_per_second)} ({stats.seconds:.2f} s)"),
         ("instruments", f"{len(books):,}"),
         ("live orders", f"{builder.live_orders():,}"),

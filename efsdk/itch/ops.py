@@ -84,13 +84,16 @@ class OpDecoder(RecordDecoder):
     """Native ITCH decoder producing book-op records.
 
     ``capacity`` counts 4-word op records per call (a U message takes two).
+    ``message_types`` limits which non-book messages (R, H, S, P, ...)
+    become ``OP_MESSAGE`` records; the rest are dropped in C and counted as
+    ``filtered`` (and in ``by_type``).  ``None`` emits them all.
     ``seq`` is the feed sequence number of the next message: every framed
     message advances it, filtered ones included, and each resting order
     stores its message's number as its arrival sequence, so books are
     identical whatever the subscription.
     """
 
-    __slots__ = ("_ops", "_seq", "_decode_ops")
+    __slots__ = ("_ops", "_seq", "_decode_ops", "_types")
 
     def __init__(
         self,
@@ -98,6 +101,7 @@ class OpDecoder(RecordDecoder):
         locates: Iterable[int] | None = None,
         symbols: Iterable[str | bytes] | None = None,
         first_seq: int = 1,
+        message_types: Iterable[str] | None = None,
     ) -> None:
         if capacity < 2:
             raise ValueError(f"capacity must be >= 2 op records (a replace takes two), got {capacity}")
@@ -108,6 +112,14 @@ class OpDecoder(RecordDecoder):
         self._ops = ffi.new("uint64_t[]", OP_WORDS * capacity)
         self._seq = ffi.new("uint64_t *", first_seq)
         self._decode_ops = _records._lib.efsdk_itch_decode_ops
+        self._types = ffi.NULL
+        if message_types is not None:
+            wanted = bytearray(256)
+            for t in message_types:
+                if len(t) != 1:
+                    raise ValueError(f"message types are single ITCH type characters, got {t!r}")
+                wanted[ord(t)] = 1
+            self._types = ffi.new("uint8_t[]", bytes(wanted))
 
     @property
     def seq(self) -> int:
@@ -134,6 +146,7 @@ class OpDecoder(RecordDecoder):
                 self._sym_buf,
                 self._n_symbols,
                 self._seq,
+                self._types,
                 self._stats,
             )
         if rc < 0:

@@ -279,9 +279,9 @@ def test_capacity_below_two_is_refused():
     consumed = ffi.new("size_t *")
     seq = ffi.new("uint64_t *", 1)
     buf = frame(LAYOUTS[b"U"].struct.pack(b"U", 1, 0, 0, 0, 1, 2, 3, 4))
-    rc = lib.efsdk_itch_decode_ops(buf, len(buf), consumed, ops, 1, ffi.NULL, ffi.NULL, 0, seq, ffi.NULL)
+    rc = lib.efsdk_itch_decode_ops(buf, len(buf), consumed, ops, 1, ffi.NULL, ffi.NULL, 0, seq, ffi.NULL, ffi.NULL)
     assert rc == -errno.EINVAL
-    rc = lib.efsdk_itch_decode_ops(buf, len(buf), consumed, ops, 2, ffi.NULL, ffi.NULL, 0, seq, ffi.NULL)
+    rc = lib.efsdk_itch_decode_ops(buf, len(buf), consumed, ops, 2, ffi.NULL, ffi.NULL, 0, seq, ffi.NULL, ffi.NULL)
     assert rc == 2 and consumed[0] == len(buf) and seq[0] == 2
 
 
@@ -520,3 +520,31 @@ def test_iter_op_batches_reports_bad_side_in_stats(tmp_path):
             pass
         anomalies = batches.stats.anomalies
     assert [(a.kind, a.offset) for a in anomalies] == [(ANOMALY_BAD_SIDE, 38)]
+
+
+def test_message_types_drop_unwanted_rare_messages_in_c():
+    """Only the chosen non-book types become OP_MESSAGE; the rest are counted as filtered."""
+    stream = (
+        _pack(b"S", 0, event_code=b"O")
+        + _pack(b"A", 1, order_reference_number=1)
+        + _pack(b"I", 1)
+        + _pack(b"N", 1)
+        + _pack(b"P", 1)
+        + _pack(b"D", 1, order_reference_number=1)
+    )
+    everything = OpDecoder()
+    ops_all, _ = everything.decode(stream)
+    kinds_all = [w for w in ops_all.cast("Q").tolist()[::4]]
+    assert kinds_all.count(OP_MESSAGE) == 4  # S I N P
+    some = OpDecoder(message_types="SP")
+    ops, used = some.decode(stream)
+    words = ops.cast("Q").tolist()
+    messages = [words[i + 3] for i in range(0, len(words), 4) if words[i] == OP_MESSAGE]
+    assert messages == [ord("S"), ord("P")]
+    assert used == len(stream) and some.seq == 7  # dropped ones still take their sequence number
+    stats = some.stats
+    assert stats.filtered == 2 and stats.by_type["I"] == 1 and stats.by_type["N"] == 1
+    # the book ops are untouched
+    assert [w for w in words[::4] if w != OP_MESSAGE] == [w for w in kinds_all if w != OP_MESSAGE]
+    with pytest.raises(ValueError, match="single ITCH type characters"):
+        OpDecoder(message_types=["AB"])
