@@ -21,9 +21,9 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import BinaryIO, NamedTuple
 
+from efsdk.resource import Resource
 from efsdk.errors import ConfigError, ProtocolError
 from efsdk.moldudp64.codec import iter_blocks
 
@@ -247,7 +247,7 @@ def parse_udp_frame(frame: bytes) -> UdpDatagram | None:
 # ---------------------------------------------------------------------------
 
 
-class PcapWriter:
+class PcapWriter(Resource):
     """Write a classic nanosecond pcap (little-endian, magic ``0xa1b23c4d``).
 
     Use as a context manager; ``close()`` is safe to call twice.  Pass a path
@@ -271,7 +271,7 @@ class PcapWriter:
         self.linktype = linktype
         self.packets = 0
         self.bytes_written = _FILE_HEADER_LE.size
-        self._closed = False
+        self._opened()
         self._write = self._file.write
         self._pack_record = _RECORD_LE.pack
         self._write(_FILE_HEADER_LE.pack(PCAP_MAGIC_NS, *PCAP_VERSION, 0, 0, snaplen, linktype))
@@ -292,22 +292,13 @@ class PcapWriter:
         self.packets += 1
         self.bytes_written += 16 + len(frame)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
+        """Close the file if this writer opened it, else flush it."""
         if self._owns:
             self._file.close()
         else:
             self._file.flush()
 
-    def __enter__(self) -> PcapWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -327,7 +318,7 @@ class PcapPacket(NamedTuple):
     orig_len: int
 
 
-class PcapReader:
+class PcapReader(Resource):
     """Read classic pcap (µs or ns timestamps, either byte order).
 
     Iterating yields :class:`PcapPacket` with timestamps converted to
@@ -344,6 +335,8 @@ class PcapReader:
             self._file = source
             self._owns = False
             self.name = getattr(source, "name", "<stream>")
+        if self._owns:  # a borrowed stream is the caller's to close: nothing to leak here
+            self._opened()
         try:
             head = self._file.read(_FILE_HEADER_LE.size)
             self._parse_header(head)
@@ -397,17 +390,11 @@ class PcapReader:
             yield PcapPacket(sec * _NS_PER_S + frac * mult, data, orig)
             index += 1
 
-    def close(self) -> None:
+    def _release(self) -> None:
+        """Close the file if this reader opened it."""
         if self._owns and not self._file.closed:
             self._file.close()
 
-    def __enter__(self) -> PcapReader:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         res = "ns" if getattr(self, "nanosecond", False) else "us"

@@ -38,9 +38,9 @@ import random
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import BinaryIO
 
+from efsdk.resource import Resource
 from efsdk.itch.layouts import LAYOUTS, MWCB_PRICE_SCALE, PRICE_SCALE, TIMESTAMP_MAX, split_timestamp
 
 __all__ = [
@@ -1119,7 +1119,7 @@ def generate_session(symbols: int, messages: int, seed: int) -> Iterator[bytes]:
     return iter(SessionGenerator(symbols, messages, seed))
 
 
-class BinaryFileWriter:
+class BinaryFileWriter(Resource):
     """Write NASDAQ BinaryFILE framing (u16 big-endian length + message).
 
     A path ending in ``.gz`` is gzip-compressed with a zero mtime and no file
@@ -1139,7 +1139,7 @@ class BinaryFileWriter:
         self._batch: list[bytes] = []
         self.messages = 0
         self.uncompressed_bytes = 0
-        self._closed = False
+        self._opened()
 
     def write(self, message: bytes) -> None:
         """Append one message."""
@@ -1169,11 +1169,8 @@ class BinaryFileWriter:
             self.uncompressed_bytes += len(data)
             self._batch.clear()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Flush and close; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
         try:
             self._flush()
             if self._out is not self._raw:
@@ -1181,13 +1178,6 @@ class BinaryFileWriter:
         finally:
             self._raw.close()
 
-    def __enter__(self) -> BinaryFileWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<BinaryFileWriter {self.path!r} messages={self.messages + len(self._batch) // 2}>"

@@ -19,11 +19,10 @@ import random
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 
+from efsdk.resource import Resource
 from efsdk.moldudp64.codec import (
     DEFAULT_MAX_PAYLOAD,
     encode_session,
@@ -163,7 +162,7 @@ class PublisherStats:
     send_errors: int = 0
 
 
-class MoldPublisher:
+class MoldPublisher(Resource):
     """Publish one MoldUDP64 session to ``address`` (``(host, port)``, group or unicast).
 
     ``bind`` picks the source address/port (``None``: the kernel's choice);
@@ -223,7 +222,7 @@ class MoldPublisher:
         self._last_send = time.monotonic()
         self._hb_thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._closed = False
+        self._opened()
         self._send_error_logged = False
 
     # ------------------------------------------------------------------ sending
@@ -346,27 +345,15 @@ class MoldPublisher:
                 time.sleep(interval)
 
     # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
+    def _release(self) -> None:
         """Stop heartbeats and close the socket; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
         self._stop.set()
         if self._hb_thread is not None:
             self._hb_thread.join(timeout=2)
         if self._own_sock:
             self._sock.close()
 
-    def __enter__(self) -> MoldPublisher:
-        return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
 
     def __repr__(self) -> str:
         return (

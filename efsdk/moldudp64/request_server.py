@@ -14,10 +14,9 @@ import logging
 import select
 import socket
 import threading
-import warnings
 from dataclasses import dataclass
-from types import TracebackType
 
+from efsdk.resource import Resource
 from efsdk.moldudp64.codec import (
     DEFAULT_MAX_PAYLOAD,
     END_OF_SESSION_COUNT,
@@ -55,7 +54,7 @@ class RequestServerStats:
     send_errors: int = 0
 
 
-class MoldRequestServer:
+class MoldRequestServer(Resource):
     """Serve re-requests for ``session`` from ``history`` on a UDP socket bound to ``bind``.
 
     :meth:`handle` is the pure part (request bytes -> answer packets); the
@@ -90,7 +89,7 @@ class MoldRequestServer:
                 raise
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._closed = False
+        self._opened()
         self._logged: set[str] = set()
 
     @property
@@ -184,27 +183,15 @@ class MoldRequestServer:
         self._thread = threading.Thread(target=run, name="mold-request-server", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Stop the thread and close the socket; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
         if self._own_sock:
             self._sock.close()
 
-    def __enter__(self) -> MoldRequestServer:
-        return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
 
     def __repr__(self) -> str:
         return (

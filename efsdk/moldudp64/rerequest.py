@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import socket
-import warnings
 from dataclasses import dataclass
-from types import TracebackType
 
+from efsdk.resource import Resource
 from efsdk.moldudp64.codec import pack_request
 from efsdk.moldudp64.session import LINE_REREQUEST, MoldSession
 
@@ -38,7 +37,7 @@ class RerequesterStats:
     foreign_datagrams: int = 0  # from an address other than the server
 
 
-class MoldRerequester:
+class MoldRerequester(Resource):
     """Re-request client for ``session`` against the request server at ``server``.
 
     Call :meth:`poll` regularly (it calls ``session.poll``) and :meth:`receive`
@@ -72,7 +71,7 @@ class MoldRerequester:
             self._sock.close()
             raise
         self._server_host = socket.gethostbyname(server[0])
-        self._closed = False
+        self._opened()
         self._logged = False
 
     def fileno(self) -> int:
@@ -121,24 +120,12 @@ class MoldRerequester:
         self.stats.responses += n
         return n
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Close the socket; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
         if self._own_sock:
             self._sock.close()
 
-    def __enter__(self) -> MoldRerequester:
-        return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
 
     def __repr__(self) -> str:
         return f"<MoldRerequester -> {self.server[0]}:{self.server[1]} sent={self.stats.requests_sent}>"
