@@ -27,6 +27,11 @@
 #ifndef SO_BUSY_POLL
 #define SO_BUSY_POLL 46
 #endif
+#ifndef SO_MEMINFO
+#define SO_MEMINFO 55
+#endif
+#define UDP_MEMINFO_DROPS 8 /* SK_MEMINFO_DROPS in linux/sock_diag.h */
+#define UDP_MEMINFO_VARS 9
 
 /* Control buffer per datagram: SCM_TIMESTAMPNS (timespec) + SO_RXQ_OVFL (u32). */
 #define UDP_CMSG_SPACE (CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(sizeof(uint32_t)))
@@ -223,10 +228,32 @@ static void udp_close(efsdk_source *s)
     u->bufs = NULL;
 }
 
+/*
+ * SO_RXQ_OVFL rides on received datagrams, so drops after the last one read
+ * stay invisible to it; SO_MEMINFO reads the socket's drop counter directly
+ * (off the hot path, whenever stats are asked for).
+ */
+static int udp_refresh_stats(efsdk_source *s)
+{
+    udp_source *u = (udp_source *)s;
+    uint32_t mem[UDP_MEMINFO_VARS] = {0};
+    socklen_t len = sizeof mem;
+    if (u->fd < 0)
+        return 0;
+    if (getsockopt(u->fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 && len > UDP_MEMINFO_DROPS * sizeof(uint32_t)) {
+        uint32_t drops = mem[UDP_MEMINFO_DROPS];
+        if ((uint32_t)(drops - u->last_ovfl) < 0x80000000u) { /* newer than what the cmsgs said */
+            s->stats.kernel_drops += (uint32_t)(drops - u->last_ovfl);
+            u->last_ovfl = drops;
+        }
+    }
+    return 0;
+}
+
 static const efsdk_source_ops udp_ops = {
     .poll = udp_poll,
     .release = udp_release,
-    .refresh_stats = NULL,
+    .refresh_stats = udp_refresh_stats,
     .close = udp_close,
 };
 
