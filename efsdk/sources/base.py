@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import errno
 import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from types import TracebackType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from efsdk.errors import ConfigError, NativeError
+from efsdk.resource import Resource
 
 __all__ = [
     "EXPECTED_NATIVE_VERSION",
@@ -283,7 +282,7 @@ def _timeout_ns(timeout: float | None) -> int:
     return int(timeout * 1e9)
 
 
-class NativeFrameSource:
+class NativeFrameSource(Resource):
     """A frame source backed by one ``efsdk_source`` handle of the native module.
 
     Not thread-safe: poll from one thread.  ``close()`` is idempotent; a source
@@ -301,6 +300,7 @@ class NativeFrameSource:
         out = ffi.new("efsdk_source **")
         check_rc(lib.efsdk_source_open(cfg, out), f"opening {describe}")
         self._h = out[0]
+        self._opened()
         self._lib = lib
         self._poll_fn = lib.efsdk_source_poll
         self._batch = batch
@@ -354,34 +354,15 @@ class NativeFrameSource:
 
     # -- life cycle
 
-    @property
-    def closed(self) -> bool:
-        return self._h is None
-
-    def close(self) -> None:
-        """Close the handle (idempotent); every batch and memoryview dies with it."""
-        h = getattr(self, "_h", None)
-        if h is None:
-            return
+    def _release(self) -> None:
+        """Close the handle; every batch and memoryview dies with it."""
+        h = self._h
         self._gen += 1
         self._lib.efsdk_source_close(h)
         self._lib.efsdk_source_get_stats(h, self._stats_buf)
         self._final_stats = SourceStats.from_native(self._stats_buf)
         self._h = None
         self._lib.efsdk_source_free(h)
-
-    def __enter__(self) -> NativeFrameSource:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_h", None) is not None:
-            warnings.warn(f"unclosed frame source {self!r}", ResourceWarning, stacklevel=2, source=self)
-            self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._h is None else f"open pending={self.pending}"
