@@ -815,18 +815,17 @@ def meatpy_case(sess: Session, messages: int = DEFAULT_MEATPY_MESSAGES) -> Case:
 class DeepBookSpec:
     """An AAPL-like book: its shape copies AAPL's at the end of the 1M/50 session.
 
-    There AAPL has 47,133 orders over 2,867 bid x 2,913 ask levels; the touch
-    level holds thousands of orders (5,767 bid / 3,633 ask), the next levels
-    ~100 each, and the long tail a few (30% of levels hold one order).  Levels
-    sit every other tick so that adds "at a new level" land inside the book
-    (in the gaps), not only beyond its ends.
+    There AAPL has ~46,400 orders over ~3,200 levels a side; the touch holds
+    tens of orders, the next levels 50-200 each, and the long tail a few.
+    Levels sit every other tick so that adds "at a new level" land inside the
+    book (in the gaps), not only beyond its ends.
     """
 
-    levels: int = 2900  # per side
-    touch_orders: int = 4700  # orders in the best level of each side
+    levels: int = 3200  # per side
+    touch_orders: int = 100  # orders in the best level of each side
     near_levels: int = 40  # levels after the touch with ~near_orders each
-    near_orders: int = 100
-    tail_mean: float = 5.5  # 1 + int(exponential): mean ~5 orders, ~20% single-order levels
+    near_orders: int = 150
+    tail_mean: float = 5.5  # 1 + int(exponential): ~50k orders over both sides
     mid: int = 200_0000  # $200.00 in ITCH price units
     tick: int = 100
     locate: int = 1
@@ -1155,9 +1154,9 @@ def op_cases(n: int = DEFAULT_OPS, spec: DeepBookSpec = DEEP_BOOK) -> list[Case]
     return cases
 
 
-#: Reads that sum a whole level (bbo, depth, the back of the touch queue) cost
-#: O(orders at the touch), thousands of orders on a deep book: time 1/SLOW_READ_DIVISOR
-#: of the ops per round so a round stays around 10-50 ms.
+#: Reads that can walk a level (depth's first read of a level, the back of the
+#: touch queue) cost O(orders there): time 1/SLOW_READ_DIVISOR of the ops per
+#: round so a round stays around 10-50 ms.
 SLOW_READ_DIVISOR = 50
 
 

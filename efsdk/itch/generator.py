@@ -104,11 +104,14 @@ ACTIVE_SCALE_DEEP = 2.0
 # and a level is created or emptied by a large share of their messages.
 ACTIVE_SCALE_THIN = 5.0
 ACTIVE_MAX_TICKS = 400
-# Resting orders of deep names: log-uniform distance (density ~ 1/d) out to
+# Resting orders of deep names: log-uniform distance out to
 # this many ticks or a fraction of the price, whichever is smaller.  That fills
 # every level near the touch and thins out far away, like a real deep book.
 REST_MAX_TICKS = 4000
 REST_MAX_PRICE_FRACTION = 0.35
+# ...shifted: density ~ 1/(d + shift), so the levels just behind the touch hold
+# a few hundred orders on the deepest name (not thousands) and thin out slowly.
+REST_SHIFT_TICKS = 20
 # Feedback that keeps the near-touch population stable: a deep-name add goes to
 # the resting population more often when the active population is above target.
 # Deletes pick uniformly among active orders, so each name's active book settles
@@ -454,9 +457,13 @@ class SessionGenerator:
         halted[self.ipo_locate] = True  # not trading until its IPO cross
         price_floor = [0] + [max(MIN_FAIR_PRICE, s.start_price // 2) for s in syms]
         price_cap = [0] + [s.start_price * 2 for s in syms]
+        # distance in ticks = shift * exp(u * far_ln) - (shift - 1): from 1 tick
+        # behind the touch out to the name's reach, density ~ 1/(d + shift)
         far_ln = [0.0] + [
-            log(max(2.0, min(REST_MAX_TICKS, REST_MAX_PRICE_FRACTION * s.start_price / TICK))) for s in syms
+            log(1.0 + max(2.0, min(REST_MAX_TICKS, REST_MAX_PRICE_FRACTION * s.start_price / TICK)) / REST_SHIFT_TICKS)
+            for s in syms
         ]
+        rest_shift = REST_SHIFT_TICKS - 1
 
         noii_budget, rpii_budget = _budgets(self.n_messages)
         fixed = _fixed_message_count(n, sum(1 for s in syms if s.deep))
@@ -597,27 +604,39 @@ class SessionGenerator:
                                 fl = fl - tick if fl > price_floor[loc] else fl + tick
                             fair[loc] = fl
                         q = bound[loc]
+                        buy = bits(1)
                         if is_deep[loc] and rnd() < rest_base + rest_gain * len(active):
-                            off = int(exp(rnd() * far_ln[loc])) * tick
+                            # Resting orders are placed behind the touch, measured from the
+                            # boundary: clipped onto it they would pile up at the best
+                            # price, where they are rarely deleted (a real touch holds
+                            # tens of orders, not thousands).
+                            off = int(REST_SHIFT_TICKS * exp(rnd() * far_ln[loc]) - rest_shift) * tick
                             pool = rest[loc]
                             shares = resting_sh[bits(8)]
+                            if buy:
+                                price = q - off
+                                if price < tick:
+                                    price = tick
+                                side = bids[loc]
+                            else:
+                                price = q + tick + off
+                                side = asks[loc]
                         else:
                             off = offsets[loc][bits(12)]
                             pool = active
                             shares = active_sh[bits(8)]
-                        buy = bits(1)
-                        if buy:
-                            price = fl - off
-                            if price > q:
-                                price = q
-                            if price < tick:
-                                price = tick
-                            side = bids[loc]
-                        else:
-                            price = fl + tick + off
-                            if price <= q:
-                                price = q + tick
-                            side = asks[loc]
+                            if buy:
+                                price = fl - off
+                                if price > q:
+                                    price = q
+                                if price < tick:
+                                    price = tick
+                                side = bids[loc]
+                            else:
+                                price = fl + tick + off
+                                if price <= q:
+                                    price = q + tick
+                                side = asks[loc]
                         ref = ref_next
                         ref_next += 1 if rnd() >= p_ref_gap else 2 + bits(1) + bits(1)
                         orders[ref] = [loc, buy, price, shares, pool, len(pool)]
