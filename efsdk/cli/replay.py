@@ -1,4 +1,4 @@
-"""``efsdk replay``: build books from an ITCH file and summarise them."""
+"""``efsdk replay``: build books from an ITCH file (BinaryFILE or MoldUDP64 pcap) and summarise them."""
 
 from __future__ import annotations
 
@@ -22,17 +22,24 @@ _PROGRESS_MIN_BYTES = 64 << 20
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay",
-        help="build order books from a NASDAQ BinaryFILE ITCH 5.0 capture (plain or gzip)",
-        description="Replay an ITCH 5.0 BinaryFILE through the native decoder and the pure-Python book, "
+        help="build order books from an ITCH 5.0 BinaryFILE (plain or gzip) or a MoldUDP64 pcap capture",
+        description="Replay an ITCH 5.0 BinaryFILE, or a classic pcap of MoldUDP64 ITCH (e.g. from `efsdk record`; "
+        "detected by content), through the native decoder and the pure-Python book, "
         "then print messages by type, throughput, anomalies and the books. With --symbols only those "
-        "instruments are built (the native filter drops the rest) and their depth is shown.",
+        "instruments are built (the native filter drops the rest) and their depth is shown. A pcap is "
+        "sequenced like a live feed without a request server: it joins at the lowest sequence captured, "
+        "A/B lines fill each other's gaps, and whatever no line has is reported LOST (exit code 3).",
     )
-    p.add_argument("file", help="ITCH 5.0 BinaryFILE (2-byte length + message), plain or gzip")
+    p.add_argument("file", help="ITCH 5.0 BinaryFILE (2-byte length + message, plain or gzip) or classic pcap")
     p.add_argument("--symbols", help="comma-separated symbols to build and show (default: build all, show the busiest)")
     p.add_argument("--depth", type=int, default=5, help="levels per side to show (default 5)")
     p.add_argument("--top", type=int, default=5, help="without --symbols: show this many of the deepest books")
     p.add_argument("--json", metavar="OUT", help="also write the summary as JSON to OUT ('-' for stdout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--feed", help="pcap: GROUP:PORT of line A, optionally ,GROUP:PORT of line B "
+                   "(default: every flow of the capture's MoldUDP64 session)")  # fmt: skip
+    p.add_argument("--paced", action="store_true", help="pcap: replay with the capture's timing")
+    p.add_argument("--speed", type=float, default=1.0, help="pcap with --paced: timing divided by this (default 1)")
     p.set_defaults(func=run)
 
 
@@ -55,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     feed = FeedHandler(symbols=symbols)
     size = os.path.getsize(args.file)
     show_progress = not args.no_progress and size >= _PROGRESS_MIN_BYTES and out.is_terminal
-    if show_progress:
+    capture = _replay_capture(args, feed)
+    if capture is not None:
+        stats = feed.stats
+    elif show_progress:
         total = None if is_gzip(args.file) else size
         with Progress(
             TextColumn("replaying"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
@@ -92,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     for row in rows:
         summary.add_row(*row)
+    if capture is not None:
+        for row in _capture_rows(capture):
+            summary.add_row(*row)
     out.print(messages_table(stats.by_type))
     out.print(summary)
     for book in shown:
@@ -116,13 +129,66 @@ def run(args: argparse.Namespace) -> int:
             "books": [book_json(b, args.depth) for b in shown],
             "missing_symbols": missing,
         }
+        if capture is not None:
+            doc["capture"] = capture.as_dict()
         text = json.dumps(doc, indent=2)
         if args.json == "-":
             print(text)
         else:
             with open(args.json, "w", encoding="utf-8") as f:
                 f.write(text + "\n")
+    if capture is not None and capture.lost_ranges:
+        return 3  # like `efsdk run`: the books are missing messages
     return 0
+
+
+def _replay_capture(args: argparse.Namespace, feed: FeedHandler):  # noqa: ANN202 - CaptureReplay | None
+    """Replay ``args.file`` into ``feed`` if it is a pcap; ``None`` for a BinaryFILE."""
+    from efsdk.capture import capture_format, replay_pcap  # noqa: PLC0415
+    from efsdk.cli.run import parse_endpoint  # noqa: PLC0415
+
+    kind = capture_format(args.file)
+    if kind == "pcapng":
+        raise ConfigError(
+            f"{args.file} is a pcapng file; only classic pcap is supported "
+            "(convert it with: editcap -F pcap IN OUT, or record with `efsdk record`)"
+        )
+    if kind is None:
+        if args.feed or args.paced:
+            raise ConfigError("--feed and --paced apply to pcap captures only; this is a BinaryFILE")
+        return None
+    feeds = None
+    if args.feed:
+        feeds = [parse_endpoint(part.strip(), "--feed") for part in args.feed.split(",")]
+        if len(feeds) > 2:
+            raise ConfigError("--feed takes one or two lines (A,B)")
+    if args.speed <= 0:
+        raise ConfigError("--speed must be > 0")
+    return replay_pcap(args.file, feed, feeds=feeds, paced=args.paced, speed=args.speed)
+
+
+def _capture_rows(capture) -> list[tuple[str, str]]:  # noqa: ANN001
+    c = capture.as_dict()
+    gaps = c["gaps"]
+    lines = ", ".join(f"{name} {v['flow']} {v['packets']:,} pkts" for name, v in c["lines"].items())
+    rows = [
+        ("capture packets (all / UDP)", f"{c['packets']:,} / {c['udp_packets']:,}"),
+        ("MoldUDP64 session", f"{c['session']!r} from seq {c['start_sequence']}"),
+        ("lines", lines),
+        ("end of session reached", "yes" if c["complete"] else "no"),
+        ("gaps detected / filled by a line / lost", f"{gaps['detected']} / {gaps['recovered']} / {gaps['lost']}"),
+        ("duplicate packets dropped", f"{c['duplicate_packets']:,}"),
+    ]
+    if gaps["lost"]:
+        shown = ", ".join(f"{a}-{a + n - 1}" for a, n in gaps["lost_ranges"][:8])
+        more = " ..." if len(gaps["lost_ranges"]) > 8 else ""
+        rows.append(("[bold red]LOST messages (not in the capture)[/]",
+                     f"[bold red]{gaps['lost_messages']:,} in seq {shown}{more}[/]"))  # fmt: skip
+    if c["malformed_packets"] or c["foreign_session_packets"]:
+        rows.append(("malformed / other-session packets", f"{c['malformed_packets']} / {c['foreign_session_packets']}"))
+    if c["ignored_flows"]:
+        rows.append(("UDP flows ignored", ", ".join(c["ignored_flows"][:6])))
+    return rows
 
 
 _BOOK_ANOMALIES = ("unknown_ref", "duplicate_ref", "over_execution", "over_cancel", "bad_shares", "bad_op")
