@@ -4,6 +4,7 @@
 
     open_source("udp", group="239.1.1.1", port=26400, iface_addr="198.18.0.2")
     open_source("afpacket", iface="eth1", version=3, feeds=[("239.1.1.1", 26400)])
+    open_source("efvi", iface="eth2", feeds=[("239.1.1.1", 26400)])   # needs Onload's ef_vi
 
 and returns a :class:`~efsdk.sources.base.FrameSource`: ``poll(max, timeout)``
 -> :class:`~efsdk.sources.base.FrameBatch` of zero-copy ``(payload, ts_ns,
@@ -55,9 +56,11 @@ __all__ = [
 BACKENDS = {
     "udp": "efsdk.sources.udp:open_udp",
     "afpacket": "efsdk.sources.afpacket:open_afpacket",
+    # Optional native module: without it open_source raises NativeError saying how to build it.
+    "efvi": "efsdk.sources.efvi:open_efvi",
 }
 #: Named in issue 3, not implemented yet: say so instead of "unknown".
-_PLANNED = {"af_xdp": "AF_XDP", "xdp": "AF_XDP", "efvi": "ef_vi", "pcap": "pcap replay"}
+_PLANNED = {"af_xdp": "AF_XDP", "xdp": "AF_XDP", "pcap": "pcap replay"}
 
 
 def open_source(kind: str, **kwargs: Any) -> FrameSource:
@@ -65,7 +68,8 @@ def open_source(kind: str, **kwargs: Any) -> FrameSource:
 
     Raises :class:`~efsdk.errors.ConfigError` for an unknown or not yet
     available backend, :class:`~efsdk.errors.NativeError` when the native
-    module is missing, :class:`SourceError` when the kernel refuses.
+    module is missing (``efvi``: Onload headers + libciul were not found at
+    install time), :class:`SourceError` when the kernel refuses.
     """
     import importlib
 

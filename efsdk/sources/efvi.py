@@ -1,0 +1,387 @@
+"""ef_vi frame source: kernel bypass on Solarflare/AMD NICs (EF10: X2/SFN8000; X3 untested).
+
+::
+
+    with open_source("efvi", iface="eth2", feeds=[("239.1.1.1", 26400)], hw_timestamps=True) as src:
+        batch = src.poll(max=64, timeout=0.1)
+
+The NIC steers each feed's (group, port) straight into a virtual interface
+(VI) of this process: no kernel, no syscall per packet.  Frames are parsed in
+C (Ethernet, 802.1Q, IPv4, UDP) exactly as for AF_PACKET, and checked against
+``feeds`` again in software (a NIC filter can be shared).  Multicast groups are
+joined through an ordinary kernel socket, because ef_vi filters send no IGMP.
+
+Needs the optional module ``efsdk._native_efvi``, built only when the Onload
+headers and libciul are found at install time (``EFSDK_ONLOAD_PREFIX``), and
+at run time the Solarflare/AMD driver (``/dev/sfc_char``).  Options:
+
+* ``busy=True``: spin on the event queue (lowest latency, one core at 100 %);
+  otherwise an empty poll sleeps in the driver (``ef_eventq_wait``).
+* ``hw_timestamps=True``: NIC receive timestamps (``ts_kind == "hw"``); the VI
+  needs a few hundred ms to seconds after open to sync with the adapter clock:
+  until then frames carry no timestamp and ``efvi_stats["ts_errors"]`` counts.
+* ``event_merge=True``: ``EF_VI_RX_EVENT_MERGE`` from the start (opening
+  retries with it anyway when the NIC refuses a plain VI with EPERM).
+* ``rxq_size`` / ``evq_size`` (-1: driver default 512), ``n_bufs`` (2 KiB
+  packet buffers; default ring capacity + 512): a caller holding frames keeps
+  their buffers off the ring.
+* ``pd_flags``: names from :data:`PD_FLAGS` (``"vf"``, ``"phys"``, ``"mcast_loop"``).
+
+Frames larger than one 2 KiB buffer (jumbos) are not reassembled: counted in
+``truncated`` and ``efvi_stats["jumbo"]``.  No software timestamps: without
+``hw_timestamps`` frames have ``ts_kind == "none"``.  After a NIC reset every
+poll raises :class:`SourceError` (ENETRESET): close and reopen.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from efsdk.errors import ConfigError, NativeError
+from efsdk.sources import base as _base
+from efsdk.sources.base import (
+    CFG_BUSY_POLL,
+    CFG_HW_TIMESTAMPS,
+    POLL_RELEASE,
+    NativeFrameSource,
+    SourceError,
+    SourceStats,
+)
+from efsdk.sources.udp import _addr_be
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "EXPECTED_EFVI_VERSION",
+    "NATIVE_EFVI",
+    "NOT_BUILT",
+    "PD_FLAGS",
+    "EfviConfig",
+    "EfviSource",
+    "efvi_available",
+    "efvi_error",
+    "make_config",
+    "open_efvi",
+]
+
+NATIVE_EFVI = "efsdk._native_efvi"
+#: EFSDK_EFVI_VERSION * 1000 + EFSDK_SOURCES_VERSION, as efsdk_efvi_version() returns it.
+EXPECTED_EFVI_VERSION = 1 * 1000 + _base.EXPECTED_NATIVE_VERSION
+NOT_BUILT = (
+    "ef_vi support not built: install Onload headers+libciul, "
+    "set EFSDK_ONLOAD_PREFIX=<prefix>, reinstall (pip install .)"
+)
+DEFAULT_BATCH = 64
+
+# Open stages (EFSDK_EFVI_STAGE_* in native/src_efvi.c; checked at import).
+STAGE_CONFIG, STAGE_DRIVER, STAGE_PD, STAGE_VI, STAGE_MEM = 1, 2, 3, 4, 5
+STAGE_MEMREG, STAGE_POST, STAGE_FILTER, STAGE_JOIN = 6, 7, 8, 9
+_STAGE_NAMES = {
+    STAGE_CONFIG: "checking the configuration",
+    STAGE_DRIVER: "opening the driver (ef_driver_open)",
+    STAGE_PD: "allocating a protection domain (ef_pd_alloc_by_name)",
+    STAGE_VI: "allocating a virtual interface (ef_vi_alloc_from_pd)",
+    STAGE_MEM: "allocating packet buffers",
+    STAGE_MEMREG: "registering packet buffers (ef_memreg_alloc)",
+    STAGE_POST: "posting receive buffers",
+    STAGE_FILTER: "adding a NIC filter (ef_vi_filter_add)",
+    STAGE_JOIN: "joining a multicast group (IP_ADD_MEMBERSHIP)",
+}
+# (stage or None for any, errno) -> what to do.  Most specific first.
+_HINTS: dict[tuple[int | None, int], str] = {
+    (STAGE_DRIVER, errno.ENOENT): "no Solarflare/AMD driver (/dev/sfc_char missing): load it with "
+    "`onload_tool reload` or `modprobe sfc_char`",
+    (STAGE_DRIVER, errno.EACCES): "no permission on /dev/sfc_char: run as root or adjust its mode/group",
+    (STAGE_PD, errno.ENODEV): "not a Solarflare/AMD interface (use the physical port, not a bond or VLAN)",
+    (STAGE_PD, errno.ENOENT): "no such interface, or not driven by sfc",
+    (STAGE_PD, errno.EPERM): "not permitted: run as root (or CAP_NET_ADMIN / the onload group)",
+    (STAGE_VI, errno.EPERM): "the NIC refused the VI even with EF_VI_RX_EVENT_MERGE "
+    "(event_merge=True); check firmware variant / licensing (sfboot)",
+    (STAGE_VI, errno.EBUSY): "no free VIs on this NIC (other ef_vi / Onload users hold them)",
+    (STAGE_VI, errno.ENOMEM): "out of VI / queue resources: try smaller rxq_size / evq_size",
+    (STAGE_MEM, errno.ENOMEM): "could not allocate packet buffer memory: reserve huge pages "
+    "(vm.nr_hugepages) or lower n_bufs",
+    (STAGE_MEMREG, errno.ENOMEM): "could not pin/map packet buffers: raise RLIMIT_MEMLOCK (ulimit -l) "
+    "or reserve huge pages",
+    (STAGE_MEMREG, errno.EINVAL): "the NIC needs larger buffer mappings (EF_VI_CAP_MIN_BUFFER_MODE_SIZE): "
+    "reserve 2 MiB huge pages",
+    (STAGE_FILTER, errno.EBUSY): "another VI or Onload stack already owns this group:port filter",
+    (STAGE_FILTER, errno.EEXIST): "another VI or Onload stack already owns this group:port filter",
+    (STAGE_FILTER, errno.EPERM): "filter insertion not permitted: run as root / check firmware filter mode",
+    (STAGE_FILTER, errno.ENOSPC): "the NIC's filter table is full",
+    (STAGE_JOIN, errno.ENODEV): "the interface has no IPv4 address for the multicast join: pass iface_addr",
+    (None, errno.EBADF): "the source is closed",
+    (None, errno.ENOBUFS): "every buffer is held by unreleased frames: release() before polling again",
+    (None, errno.ENETRESET): "the NIC was reset and the VI is gone: close and reopen the source",
+    (None, errno.EINVAL): "invalid parameter",
+}
+
+#: ``pd_flags`` names -> EF_PD_* (ef_vi pd.h; checked against the build at import).
+PD_FLAGS = {"vf": 0x1, "phys": 0x2, "mcast_loop": 0x10}
+
+# efsdk_efvi_config.efvi_flags
+_EFVI_EVENT_MERGE, _EFVI_NO_JOIN, _EFVI_NO_SW_FILTER = 0x1, 0x2, 0x4
+#: EF_EVENT_RX_DISCARD_* subtypes, in order (ef_vi.h).
+DISCARD_NAMES = ("csum_bad", "mcast_mismatch", "crc_bad", "trunc", "rights", "ev_error", "other", "inner_csum_bad")
+
+
+def efvi_error(rc: int, stage: int | None, what: str) -> SourceError:
+    """The :class:`SourceError` for ``rc`` (-errno) failing at open ``stage`` (None: after open)."""
+    code = -rc if rc < 0 else rc
+    hint = _HINTS.get((stage, code)) or _HINTS.get((None, code))
+    where = _STAGE_NAMES.get(stage, "") if stage else ""
+    msg = f"{what}: " + (f"{where}: " if where else "") + os.strerror(code) + (f" ({hint})" if hint else "")
+    return SourceError(code, msg)
+
+
+# --------------------------------------------------------------------------- the native module
+
+try:
+    from efsdk._native_efvi import ffi as _ffi
+    from efsdk._native_efvi import lib as _lib
+except ImportError as _exc:
+    _ffi = _lib = None
+    _IMPORT_ERROR: ImportError | None = _exc
+else:
+    _IMPORT_ERROR = None
+    if _lib.efsdk_efvi_version() != EXPECTED_EFVI_VERSION or _ffi.sizeof("efsdk_frame") != _base._FRAME_SIZE:
+        raise NativeError(
+            f"{NATIVE_EFVI} is stale (version {_lib.efsdk_efvi_version()}, expected {EXPECTED_EFVI_VERSION}): "
+            "rebuild it (EFSDK_ONLOAD_PREFIX=<prefix> python native/build_efvi.py, or pip install .)"
+        )
+    if (_lib.EFSDK_EFVI_STAGE_DRIVER, _lib.EFSDK_EFVI_STAGE_FILTER, _lib.EFSDK_EFVI_EVENT_MERGE,
+            _lib.EF_PD_VF, _lib.EF_PD_PHYS_MODE, _lib.EF_PD_MCAST_LOOP, _lib.EFSDK_POLL_RELEASE) != (
+            STAGE_DRIVER, STAGE_FILTER, _EFVI_EVENT_MERGE, PD_FLAGS["vf"], PD_FLAGS["phys"],
+            PD_FLAGS["mcast_loop"], POLL_RELEASE):  # fmt: skip
+        raise NativeError(f"{NATIVE_EFVI} is stale: its constants differ; rebuild it")
+
+
+def efvi_available() -> bool:
+    """True when ``efsdk._native_efvi`` was built and imported (says nothing about the driver)."""
+    return _lib is not None
+
+
+def libciul_version() -> str | None:
+    """``ef_vi_version_str()`` of the libciul linked in, or None when not built."""
+    return None if _lib is None else _ffi.string(_lib.efsdk_efvi_libciul_version()).decode()
+
+
+def probe_driver() -> int:
+    """``ef_driver_open`` + close: 0 if ef_vi reaches the driver, else -errno (-ENOENT: no driver)."""
+    if _lib is None:
+        raise NativeError(NOT_BUILT)
+    return int(_lib.efsdk_efvi_probe_driver())
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True, slots=True)
+class EfviConfig:
+    """A validated ef_vi source configuration (pure Python: no native module needed)."""
+
+    iface: str
+    feeds: tuple[tuple[str, int], ...]
+    busy: bool = False
+    hw_timestamps: bool = False
+    event_merge: bool = False
+    join: bool = True
+    sw_filter: bool = True
+    rxq_size: int = -1
+    evq_size: int = -1
+    n_bufs: int = 0
+    iface_addr: str | None = None
+    pd_flags: int = 0
+    batch: int = DEFAULT_BATCH
+
+    @property
+    def feeds_be(self) -> list[tuple[int, int]]:
+        """(address as the C side reads it: network order u32, port host order) per feed."""
+        return [(_addr_be(a, "feed address"), p) for a, p in self.feeds]
+
+    def describe(self) -> str:
+        feeds = ", ".join(f"{a}:{p}" for a, p in self.feeds)
+        return f"efvi {self.iface} [{feeds}]"
+
+
+def _queue_size(v: int, what: str) -> int:
+    v = int(v)
+    if v != -1 and not (v > 0 and v & (v - 1) == 0 and 512 <= v <= 16384):
+        raise ConfigError(f"{what} must be -1 (driver default) or a power of two 512..16384, got {v}")
+    return v
+
+
+def make_config(
+    iface: str,
+    *,
+    feeds: Sequence[tuple[str, int]],
+    busy: bool = False,
+    hw_timestamps: bool = False,
+    event_merge: bool = False,
+    join: bool = True,
+    sw_filter: bool = True,
+    rxq_size: int = -1,
+    evq_size: int = -1,
+    n_bufs: int = 0,
+    iface_addr: str | None = None,
+    pd_flags: Sequence[str] = (),
+    batch: int = DEFAULT_BATCH,
+) -> EfviConfig:
+    """Validate the options of :func:`open_efvi` (raises :class:`ConfigError`)."""
+    name = iface.encode("ascii", "replace") if isinstance(iface, str) else b""
+    if not 0 < len(name) < 16:
+        raise ConfigError(f"interface name must be 1..15 characters, got {iface!r}")
+    if not feeds:
+        raise ConfigError("ef_vi needs at least one feed (group or address, port): the NIC delivers nothing unfiltered")
+    if len(feeds) > 64:  # EFSDK_MAX_FEEDS
+        raise ConfigError(f"at most 64 feeds per source, got {len(feeds)}")
+    clean = []
+    for feed in feeds:
+        try:
+            addr, port = feed
+            port = int(port)
+        except (TypeError, ValueError):
+            raise ConfigError(f"a feed is (address, port), got {feed!r}") from None
+        if not 1 <= port <= 0xFFFF:
+            raise ConfigError(f"feed port must be 1..65535 (NIC filters need a port), got {port}")
+        if _addr_be(addr, "feed address") == 0:
+            raise ConfigError(f"feed address must be a group or local address, not {addr!r} (NIC filters need one)")
+        clean.append((str(addr), port))
+    if len(set(clean)) != len(clean):
+        raise ConfigError(f"duplicate feeds: {clean}")
+    if iface_addr is not None:
+        _addr_be(iface_addr, "iface_addr")
+    unknown = [f for f in pd_flags if f not in PD_FLAGS]
+    if unknown:
+        raise ConfigError(f"unknown pd_flags {unknown}; known: {sorted(PD_FLAGS)}")
+    pdf = 0
+    for f in pd_flags:
+        pdf |= PD_FLAGS[f]
+    n_bufs = int(n_bufs)
+    if n_bufs and not 64 <= n_bufs <= 1 << 20:
+        raise ConfigError(f"n_bufs must be 0 (automatic) or 64..1048576 2 KiB buffers, got {n_bufs}")
+    if not 1 <= int(batch) <= 65536:
+        raise ConfigError(f"batch must be 1..65536 frames, got {batch}")
+    return EfviConfig(
+        iface=iface,
+        feeds=tuple(clean),
+        busy=bool(busy),
+        hw_timestamps=bool(hw_timestamps),
+        event_merge=bool(event_merge),
+        join=bool(join),
+        sw_filter=bool(sw_filter),
+        rxq_size=_queue_size(rxq_size, "rxq_size"),
+        evq_size=_queue_size(evq_size, "evq_size"),
+        n_bufs=n_bufs,
+        iface_addr=iface_addr,
+        pd_flags=pdf,
+        batch=int(batch),
+    )
+
+
+# --------------------------------------------------------------------------- the source
+
+
+class EfviSource(NativeFrameSource):
+    """One ef_vi VI receiving the feeds of an :class:`EfviConfig` (see the module doc)."""
+
+    kind = "efvi"
+
+    def __init__(self, config: EfviConfig) -> None:  # noqa: D107 - replaces the base open
+        if _lib is None:
+            raise NativeError(f"{NOT_BUILT} [{_IMPORT_ERROR}]")
+        if _base._ffi is None:  # FrameBatch builds its memoryviews through efsdk._native_sources' ffi
+            _base.require_native(self.kind)
+        ffi, lib = _ffi, _lib
+        self._h = None
+        self._config = config
+        self._describe = config.describe()
+        feeds = config.feeds_be
+        c_feeds = ffi.new("efsdk_feed[]", len(feeds))
+        for i, (addr, port) in enumerate(feeds):
+            c_feeds[i].addr = addr
+            c_feeds[i].port = port
+        cfg = ffi.new("efsdk_efvi_config *")
+        cfg.iface = config.iface.encode("ascii")
+        cfg.flags = (CFG_BUSY_POLL if config.busy else 0) | (CFG_HW_TIMESTAMPS if config.hw_timestamps else 0)
+        cfg.efvi_flags = (
+            (_EFVI_EVENT_MERGE if config.event_merge else 0)
+            | (0 if config.join else _EFVI_NO_JOIN)
+            | (0 if config.sw_filter else _EFVI_NO_SW_FILTER)
+        )
+        cfg.pd_flags = config.pd_flags
+        cfg.rxq_size = config.rxq_size
+        cfg.evq_size = config.evq_size
+        cfg.n_bufs = config.n_bufs
+        cfg.iface_addr = _addr_be(config.iface_addr, "iface_addr")
+        cfg.n_feeds = len(feeds)
+        cfg.feeds = c_feeds
+        out = ffi.new("efsdk_source **")
+        stage = ffi.new("int *")
+        rc = lib.efsdk_efvi_open(cfg, out, stage)
+        if rc < 0:
+            raise efvi_error(rc, stage[0], f"opening {self._describe}")
+        self._h = out[0]
+        self._opened()
+        self._lib = lib
+        self._poll_fn = lib.efsdk_source_poll
+        self._batch = config.batch
+        self._frames = ffi.new("efsdk_frame[]", config.batch)
+        self._stats_buf = ffi.new("efsdk_source_stats *")
+        self._xstats_buf = ffi.new("efsdk_efvi_stats *")
+        self._final_stats: SourceStats | None = None
+        self._final_xstats: dict[str, Any] | None = None
+        self._gen = 0
+        self._keepalive = (c_feeds, cfg)
+
+    def poll(self, max: int | None = None, timeout: float | None = None) -> _base.FrameBatch:
+        """As :meth:`NativeFrameSource.poll`; errors carry ef_vi hints (ENETRESET: NIC reset)."""
+        h = self._h
+        if h is None:
+            raise SourceError(errno.EBADF, f"{self._describe} is closed")
+        n = self._batch if max is None else (max if max < self._batch else self._batch)
+        self._gen += 1
+        rc = self._poll_fn(h, self._frames, n, -1 if timeout is None else _base._timeout_ns(timeout), POLL_RELEASE)
+        if rc < 0:
+            raise efvi_error(rc, None, f"polling {self._describe}")
+        return _base.FrameBatch(self, self._frames, rc, self._gen)
+
+    @property
+    def efvi_stats(self) -> dict[str, Any]:
+        """ef_vi counters: RX discards by subtype, overflows, jumbos, timestamp errors, resets, fill level."""
+        if self._h is None:
+            return self._final_xstats or {}
+        rc = self._lib.efsdk_efvi_get_stats(self._h, self._xstats_buf)
+        if rc < 0:
+            raise efvi_error(rc, None, f"stats of {self._describe}")
+        x = self._xstats_buf
+        out: dict[str, Any] = {
+            "discard": {name: int(x.discard[i]) for i, name in enumerate(DISCARD_NAMES)},
+        }
+        for name in ("no_desc_trunc", "oflow", "jumbo", "ts_errors", "resets", "unknown_events",
+                     "fill_level", "prefix_len", "n_bufs"):  # fmt: skip
+            out[name] = int(getattr(x, name))
+        out["rx_ref"] = bool(x.rx_ref)
+        return out
+
+    def _release(self) -> None:
+        try:
+            self._final_xstats = self.efvi_stats
+        except SourceError:
+            self._final_xstats = None
+        super()._release()
+
+
+def open_efvi(iface: str, **options: Any) -> EfviSource:
+    """Open an ef_vi source on ``iface`` for ``feeds=[(group, port), ...]`` (see the module doc).
+
+    Raises :class:`ConfigError` for bad options, :class:`NativeError` when
+    ``efsdk._native_efvi`` is not built, :class:`SourceError` (errno + what to
+    do) when the driver / NIC refuses, e.g. ENOENT without ``/dev/sfc_char``.
+    """
+    if _lib is None:  # the main problem first, whatever the options say
+        raise NativeError(f"{NOT_BUILT} [{_IMPORT_ERROR}]")
+    return EfviSource(make_config(iface, **options))
