@@ -41,9 +41,10 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
 
 
 def publish(target: tuple[str, int], server_bind: tuple[str, int], msgs: list[bytes], *,
-            interface: str | None = None, drop_rate: float = 0.03, seed: int = 5) -> dict:  # fmt: skip
-    """Publish ``msgs`` with seeded damage and serve re-requests until the receiver is done."""
-    impair = Impairment(drop_rate=drop_rate, duplicate_rate=0.02, reorder_rate=0.03, seed=seed)
+            interface: str | None = None, drop_rate: float = 0.03, seed: int = 5,
+            impaired: bool = True) -> dict:  # fmt: skip
+    """Publish ``msgs`` (with seeded damage unless ``impaired`` is false) and serve re-requests."""
+    impair = Impairment(drop_rate=drop_rate, duplicate_rate=0.02, reorder_rate=0.03, seed=seed) if impaired else None
     history = MessageHistory(len(msgs) + 1)
     with MoldRequestServer(SESSION, history, bind=server_bind) as server, MoldPublisher(
         SESSION, target, history=history, impairment=impair, interface=interface, pace=0.0005
@@ -93,10 +94,10 @@ def test_run_recovers_a_lossy_unicast_feed_on_loopback(tmp_path):
         proc.kill()
 
 
-def publish_in_ns(ready, dest, server_bind, interface, messages, seed) -> dict:  # runs inside a namespace
+def publish_in_ns(ready, dest, server_bind, interface, messages, seed, impaired=True) -> dict:  # inside a namespace
     msgs, _ = make_session(messages)
     ready()
-    return publish(tuple(dest), tuple(server_bind), msgs, interface=interface, seed=seed)
+    return publish(tuple(dest), tuple(server_bind), msgs, interface=interface, seed=seed, impaired=impaired)
 
 
 @pytest.mark.skipif(not native_available(), reason="efsdk._native_sources is not built")
@@ -122,5 +123,51 @@ def test_run_multicast_across_namespaces(tmp_path, source):
                               interface=pair.tx_addr, messages=MESSAGES, seed=6)  # fmt: skip
             assert stats["requests"] > 0
             check_result(proc, out, summary)
+        finally:
+            proc.kill()
+
+
+def nft(ns: str, *args: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, "nft", *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif(not native_available(), reason="efsdk._native_sources is not built")
+def test_run_recovers_loss_injected_by_nftables(tmp_path):
+    """This kernel has no netem: drop 5% of the feed's packets on the sender's veth with nftables.
+
+    A netdev egress chain on the sending interface drops by ``numgen random``
+    only the feed's destination port, so re-requests and their answers pass;
+    the publisher itself sends everything once, in order.
+    """
+    reason = netns_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    if subprocess.run(["sh", "-c", "command -v nft"], capture_output=True).returncode:
+        pytest.skip("nft (nftables) is not installed; .ci/run installs it")
+    msgs, summary = make_session()
+    group, port, rport = "239.1.1.8", 26480, 26481
+    with veth_pair(subnet=8) as pair:
+        nft(pair.tx_ns, "add", "table", "netdev", "efsdk_loss")
+        nft(pair.tx_ns, "add", "chain", "netdev", "efsdk_loss", "egress",
+            f'{{ type filter hook egress device "{pair.tx_if}" priority 0; }}')  # fmt: skip
+        nft(pair.tx_ns, "add", "rule", "netdev", "efsdk_loss", "egress",
+            "udp", "dport", str(port), "numgen", "random", "mod", "100", "<", "5", "counter", "drop")  # fmt: skip
+        out = tmp_path / "live.json"
+        proc = run_efsdk(
+            ["--source", "udp", "--feed", f"{group}:{port}", "--iface-addr", pair.rx_addr,
+             "--rerequest", f"{pair.tx_addr}:{rport}", "--duration", str(DEADLINE - 10), "--json", str(out)],
+            env_prefix=["ip", "netns", "exec", pair.rx_ns],
+        )  # fmt: skip
+        try:
+            time.sleep(1.5)
+            stats = run_in_ns(pair.tx_ns, "tests.integration.test_live_run:publish_in_ns", timeout=DEADLINE,
+                              dest=[group, port], server_bind=[pair.tx_addr, rport],
+                              interface=pair.tx_addr, messages=MESSAGES, seed=8, impaired=False)  # fmt: skip
+            ruleset = nft(pair.tx_ns, "list", "table", "netdev", "efsdk_loss")
+            dropped = int(ruleset.split("counter packets ")[1].split()[0])
+            assert dropped > 0, ruleset  # nftables really dropped feed packets...
+            assert stats["requests"] > 0
+            doc = check_result(proc, out, summary)  # ...and every message was recovered
+            assert doc["recovered_messages"] > 0
         finally:
             proc.kill()
