@@ -378,7 +378,7 @@ def replay_pcap(
     paced: bool = False,
     speed: float = 1.0,
 ) -> CaptureReplay:
-    """Build books in ``feed`` (a :class:`~efsdk.pipeline.FeedHandler`) from a classic pcap capture.
+    """Build books in ``feed`` (a :class:`~efsdk.pipeline.FeedHandler`) from a pcap or pcapng capture.
 
     ``feeds``: the (group, port) flows to use as lines A, B, ...; ``None``
     takes every flow carrying MoldUDP64 of the capture's busiest session.
@@ -389,13 +389,8 @@ def replay_pcap(
     from efsdk.moldudp64 import MoldSession  # noqa: PLC0415
 
     path = os.fspath(path)
-    kind = capture_format(path)
-    if kind == "pcapng":
-        raise ProtocolError(
-            f"{path} is a pcapng file; only classic pcap is supported (convert it with: editcap -F pcap IN OUT)"
-        )
-    if kind != "pcap":
-        raise ProtocolError(f"{path} is not a classic pcap file")
+    if capture_format(path) is None:
+        raise ProtocolError(f"{path} is not a pcap or pcapng file")
     with PcapReader(path) as reader:
         to_eth = _to_ethernet(reader.linktype)
     started = time.perf_counter()

@@ -4,8 +4,9 @@ The writer always produces the nanosecond variant of classic pcap (magic
 ``0xa1b23c4d``, little-endian), because ITCH timestamps are nanoseconds and a
 microsecond file would throw that resolution away.  The reader accepts classic
 pcap in microseconds (``0xa1b2c3d4``) or nanoseconds, in either byte order, and
-always reports timestamps in nanoseconds.  pcapng is not supported yet: the
-reader recognises its magic and says so.
+always reports timestamps in nanoseconds.  It also reads pcapng (the default
+of Wireshark, dumpcap and recent tcpdump), told apart by the magic, through the
+same API: see :class:`PcapReader`.
 
 :func:`udp_frame` builds Ethernet II / IPv4 / UDP frames with correct IPv4 and
 UDP checksums (multicast destinations get the RFC 1112 MAC ``01:00:5e`` + low 23
@@ -38,6 +39,7 @@ __all__ = [
     "PcapReader",
     "PcapSummary",
     "PcapWriter",
+    "PcapngInterface",
     "UdpDatagram",
     "UdpFrameBuilder",
     "internet_checksum",
@@ -60,6 +62,20 @@ DEFAULT_SNAPLEN = 262_144
 _FILE_HEADER_LE = struct.Struct("<IHHiIII")  # magic, major, minor, thiszone, sigfigs, snaplen, linktype
 _RECORD_LE = struct.Struct("<IIII")  # ts_sec, ts_frac, incl_len, orig_len
 _RECORD_BE = struct.Struct(">IIII")
+
+# pcapng (draft-ietf-opsawg-pcapng): block types, option codes, limits.
+PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+_BT_IDB = 0x00000001  # Interface Description Block
+_BT_PB = 0x00000002  # Packet Block (obsolete, still read)
+_BT_SPB = 0x00000003  # Simple Packet Block
+_BT_EPB = 0x00000006  # Enhanced Packet Block
+_OPT_ENDOFOPT = 0
+_OPT_IF_TSRESOL = 9
+_OPT_IF_TSOFFSET = 14
+# Wireshark refuses blocks over 16 MiB; a larger length is corruption, and
+# reading it would allocate that much before noticing the file is shorter.
+_PCAPNG_MAX_BLOCK = 64 << 20
+_SHB_TYPE = PCAPNG_MAGIC.to_bytes(4, "little")  # a palindrome: the same in both byte orders
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_VLAN = 0x8100
@@ -318,12 +334,53 @@ class PcapPacket(NamedTuple):
     orig_len: int
 
 
-class PcapReader(Resource):
-    """Read classic pcap (µs or ns timestamps, either byte order).
+class PcapngInterface(NamedTuple):
+    """One pcapng Interface Description Block, with its timestamp conversion.
 
-    Iterating yields :class:`PcapPacket` with timestamps converted to
-    nanoseconds.  Raises :class:`ProtocolError` for pcapng, an unknown magic, or
-    a file truncated inside a record.
+    A packet timestamp ``t`` (in units of ``10**-n`` or ``2**-n`` s, per
+    ``if_tsresol``; microseconds by default) is ``t * ts_mul // ts_div +
+    offset_ns`` nanoseconds since the epoch (``if_tsoffset`` seconds, default 0).
+    Resolutions finer than a nanosecond are truncated to it.
+    """
+
+    linktype: int
+    snaplen: int
+    ts_mul: int
+    ts_div: int
+    offset_ns: int
+
+
+def _tsresol(value: int) -> tuple[int, int]:
+    """``(mul, div)`` turning ticks of ``if_tsresol`` ``value`` into ns."""
+    exp = value & 0x7F
+    if value & 0x80:  # 2**-exp seconds
+        return _NS_PER_S, 1 << exp
+    if exp <= 9:
+        return 10 ** (9 - exp), 1
+    return 1, 10 ** (exp - 9)
+
+
+class PcapReader(Resource):
+    """Read classic pcap (µs or ns timestamps, either byte order) or pcapng.
+
+    The format is told by the magic, so callers need not care.  Iterating
+    yields :class:`PcapPacket` with timestamps converted to nanoseconds;
+    ``format`` is ``"pcap"`` or ``"pcapng"``.  Raises :class:`ProtocolError`
+    for an unknown magic, malformed pcapng (with the byte offset), or a file
+    truncated inside a record or block.
+
+    pcapng: every section (Section Header Block, version 1.x, either byte
+    order; one file may hold several) and its Interface Description Blocks are
+    honoured: ``if_tsresol`` (decimal or binary; µs when absent) and
+    ``if_tsoffset`` apply per interface.  Enhanced Packet Blocks, the obsolete
+    Packet Blocks and Simple Packet Blocks are packets; a Simple Packet Block
+    has no timestamp, so it gets the previous packet's ``ts_ns`` (0 if it is the
+    first).  Every other block (name resolution, interface statistics, custom,
+    decryption secrets, ...) is skipped by its length.  ``linktype`` and
+    ``snaplen`` are those of the first interface (Ethernet if the file
+    declares none, which then has no packets either); a packet on an interface
+    of another link type is a :class:`ProtocolError`, since the records of one
+    reader all share ``linktype``.  ``interfaces`` lists the current section's.
     """
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO) -> None:
@@ -339,17 +396,15 @@ class PcapReader(Resource):
             self._opened()
         try:
             head = self._file.read(_FILE_HEADER_LE.size)
-            self._parse_header(head)
+            if len(head) >= 4 and int.from_bytes(head[:4], "little") == PCAPNG_MAGIC:
+                self._start_pcapng(head)
+            else:
+                self._parse_header(head)
         except BaseException:
             self.close()
             raise
 
     def _parse_header(self, head: bytes) -> None:
-        if len(head) >= 4 and int.from_bytes(head[:4], "little") == PCAPNG_MAGIC:
-            raise ProtocolError(
-                f"{self.name} is a pcapng file; only classic pcap is supported "
-                "(convert it with: editcap -F pcap IN OUT)"
-            )
         if len(head) < _FILE_HEADER_LE.size:
             raise ProtocolError(f"{self.name}: {len(head)} bytes is too short for a pcap file header")
         magic_le = int.from_bytes(head[:4], "little")
@@ -359,8 +414,11 @@ class PcapReader(Resource):
         elif magic_be in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
             order, magic = ">", magic_be
         else:
-            raise ProtocolError(f"{self.name}: unknown pcap magic 0x{magic_le:08x} (not a classic pcap file)")
+            raise ProtocolError(
+                f"{self.name}: unknown pcap magic 0x{magic_le:08x} (neither classic pcap nor pcapng)"
+            )
         _, major, minor, _zone, _sigfigs, snaplen, linktype = struct.unpack(order + "IHHiIII", head)
+        self.format = "pcap"
         self.byte_order = "little" if order == "<" else "big"
         self.nanosecond = magic == PCAP_MAGIC_NS
         self.version = (major, minor)
@@ -371,6 +429,11 @@ class PcapReader(Resource):
         self._frac_to_ns = 1 if self.nanosecond else 1000
 
     def __iter__(self) -> Iterator[PcapPacket]:
+        if self.format == "pcapng":
+            return self._iter_pcapng()
+        return self._iter_classic()
+
+    def _iter_classic(self) -> Iterator[PcapPacket]:
         read = self._file.read
         unpack = self._record.unpack
         mult = self._frac_to_ns
@@ -390,6 +453,210 @@ class PcapReader(Resource):
             yield PcapPacket(sec * _NS_PER_S + frac * mult, data, orig)
             index += 1
 
+    # -- pcapng ---------------------------------------------------------------
+
+    def _start_pcapng(self, head: bytes) -> None:
+        self.format = "pcapng"
+        self.nanosecond = False
+        self.linktype: int | None = None  # set before __init__ returns
+        self.snaplen = 0
+        self.interfaces: list[PcapngInterface] = []
+        self._offset = 0  # of the next block
+        self._packets = 0
+        self._last_ts = 0
+        self._read_shb(head)
+        self.byte_order = "little" if self._order == "<" else "big"
+        self.version = self._version
+        # Read up to the first interface, so linktype and snaplen are known now.
+        while self.linktype is None:
+            block = self._next_block()
+            if block is None:
+                self.linktype = LINKTYPE_ETHERNET
+                break
+            btype, body = block
+            if btype == _BT_IDB:
+                self._add_interface(body, self._offset - len(body) - 12)
+                self.linktype, self.snaplen = self.interfaces[0].linktype, self.interfaces[0].snaplen
+                mul, div = self.interfaces[0].ts_mul, self.interfaces[0].ts_div
+                self.nanosecond = mul < 1000 * div  # ticks finer than a microsecond
+            elif btype in (_BT_EPB, _BT_PB, _BT_SPB):
+                raise ProtocolError(
+                    f"{self.name}: pcapng packet block at offset {self._offset - len(body) - 12} "
+                    "before any Interface Description Block"
+                )
+            # a new section (already parsed by _next_block) or any other block: go on
+
+    def _fail(self, offset: int, what: str) -> ProtocolError:
+        return ProtocolError(f"{self.name}: malformed pcapng at offset {offset}: {what}")
+
+    def _read_shb(self, head: bytes) -> None:
+        """Parse a Section Header Block whose first ``len(head)`` bytes were read (>= 0)."""
+        at = self._offset
+        if len(head) < 12:
+            head += self._file.read(12 - len(head))
+            if len(head) < 12:
+                raise ProtocolError(
+                    f"{self.name}: truncated pcapng Section Header Block at offset {at} "
+                    f"({len(head)} of at least 28 bytes present)"
+                )
+        bom = head[8:12]
+        if bom == PCAPNG_BYTE_ORDER_MAGIC.to_bytes(4, "little"):
+            order = "<"
+        elif bom == PCAPNG_BYTE_ORDER_MAGIC.to_bytes(4, "big"):
+            order = ">"
+        else:
+            raise self._fail(at, f"bad byte-order magic 0x{bom.hex()} in the Section Header Block")
+        (length,) = struct.unpack_from(order + "I", head, 4)
+        if length < 28 or length % 4 or length > _PCAPNG_MAX_BLOCK:
+            raise self._fail(at, f"Section Header Block length {length}")
+        if len(head) < length:
+            rest = self._file.read(length - len(head))
+            head += rest
+            if len(head) < length:
+                raise ProtocolError(
+                    f"{self.name}: truncated pcapng Section Header Block at offset {at} "
+                    f"({len(head)} of {length} bytes present)"
+                )
+        major, minor = struct.unpack_from(order + "HH", head, 12)
+        if major != 1:
+            raise self._fail(at, f"pcapng version {major}.{minor} (only 1.x is defined)")
+        (trailer,) = struct.unpack_from(order + "I", head, length - 4)
+        if trailer != length:
+            raise self._fail(at, f"block lengths {length} and {trailer} differ")
+        self._order = order
+        self._u32 = struct.Struct(order + "I").unpack_from
+        self._hdr = struct.Struct(order + "II").unpack
+        self._epb = struct.Struct(order + "IIIII").unpack_from
+        self._pb = struct.Struct(order + "HHIIII").unpack_from
+        self._version = (major, minor)
+        self.interfaces = []  # interface ids restart with each section
+        self._offset = at + length
+
+    def _next_block(self) -> tuple[int, bytes] | None:
+        """``(type, body)`` of the next block (body: after the length, before the trailer), or ``None`` at EOF.
+
+        A Section Header Block is parsed here (its byte order applies from
+        then on) and returned with an empty body.
+        """
+        at = self._offset
+        head = self._file.read(8)
+        if not head:
+            return None
+        if head[:4] == _SHB_TYPE or len(head) < 8:
+            self._read_head(at, head)
+            return PCAPNG_MAGIC, b""
+        btype, length = self._hdr(head)
+        return btype, self._read_rest(at, btype, length)[:-4]
+
+    def _read_head(self, at: int, head: bytes) -> None:
+        """A block whose 8-byte head is short (truncation) or is a Section Header Block."""
+        if head[:4] == _SHB_TYPE:
+            self._read_shb(head)
+            return
+        raise ProtocolError(
+            f"{self.name}: truncated pcapng block header at offset {at} after packet {self._packets}"
+        )
+
+    def _read_rest(self, at: int, btype: int, length: int) -> bytes:
+        """The block after its 8-byte head, trailer included (``length - 8`` bytes), checked."""
+        if length < 12 or length % 4 or length > _PCAPNG_MAX_BLOCK:
+            raise self._fail(at, f"block type 0x{btype:08x} with length {length}")
+        rest = self._file.read(length - 8)
+        if len(rest) < length - 8:
+            raise ProtocolError(
+                f"{self.name}: pcapng block at offset {at} truncated "
+                f"({len(rest) + 8} of {length} bytes present) after packet {self._packets}"
+            )
+        if self._u32(rest, length - 12)[0] != length:
+            raise self._fail(at, f"block lengths {length} and {self._u32(rest, length - 12)[0]} differ")
+        self._offset = at + length
+        return rest
+
+    def _add_interface(self, body: bytes, at: int) -> None:
+        if len(body) < 8:
+            raise self._fail(at, "Interface Description Block shorter than 20 bytes")
+        order = self._order
+        linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", body, 0)
+        mul, div, offset_s = 1000, 1, 0  # microseconds unless if_tsresol says otherwise
+        pos, end = 8, len(body)
+        while pos + 4 <= end:
+            code, olen = struct.unpack_from(order + "HH", body, pos)
+            if code == _OPT_ENDOFOPT:
+                break
+            value = body[pos + 4 : pos + 4 + olen]
+            if len(value) < olen:
+                raise self._fail(at, f"interface option {code} of {olen} bytes overruns the block")
+            if code == _OPT_IF_TSRESOL:
+                if olen != 1:
+                    raise self._fail(at, f"if_tsresol of {olen} bytes (must be 1)")
+                mul, div = _tsresol(value[0])
+            elif code == _OPT_IF_TSOFFSET:
+                if olen != 8:
+                    raise self._fail(at, f"if_tsoffset of {olen} bytes (must be 8)")
+                (offset_s,) = struct.unpack(order + "q", value)
+            pos += 4 + ((olen + 3) & ~3)
+        self.interfaces.append(PcapngInterface(linktype, snaplen, mul, div, offset_s * _NS_PER_S))
+
+    def _interface(self, iface_id: int, at: int) -> PcapngInterface:
+        try:
+            iface = self.interfaces[iface_id]
+        except IndexError:
+            raise self._fail(
+                at, f"packet on interface {iface_id}, but the section declares {len(self.interfaces)}"
+            ) from None
+        if iface.linktype != self.linktype:
+            raise ProtocolError(
+                f"{self.name}: pcapng packet at offset {at} on interface {iface_id} with link type "
+                f"{iface.linktype}, but the capture's first interface has {self.linktype}; one reader "
+                "reads one link type (split it with: editcap or tshark -Y frame.interface_id==N)"
+            )
+        return iface
+
+    def _iter_pcapng(self) -> Iterator[PcapPacket]:
+        read = self._file.read
+        read_rest = self._read_rest
+        while True:  # once per section (byte order) and per new interface
+            hdr, epb, interfaces = self._hdr, self._epb, self.interfaces
+            while True:  # once per block
+                at = self._offset
+                head = read(8)
+                if len(head) < 8 or head[:4] == _SHB_TYPE:
+                    if not head:
+                        return
+                    self._read_head(at, head)
+                    break
+                btype, length = hdr(head)
+                rest = read_rest(at, btype, length)  # body + trailer
+                if btype == _BT_EPB or btype == _BT_PB:
+                    if length < 32:
+                        raise self._fail(at, f"packet block of {length} bytes")
+                    if btype == _BT_EPB:
+                        iface_id, hi, lo, caplen, orig = epb(rest, 0)
+                    else:
+                        iface_id, _drops, hi, lo, caplen, orig = self._pb(rest, 0)
+                    if caplen > length - 32:
+                        raise self._fail(at, f"captured length {caplen} overruns the block")
+                    iface = interfaces[iface_id] if iface_id < len(interfaces) else None
+                    if iface is None or iface.linktype != self.linktype:
+                        iface = self._interface(iface_id, at)  # raises
+                    ts = ((hi << 32) | lo) * iface.ts_mul // iface.ts_div + iface.offset_ns
+                    self._last_ts = ts
+                    self._packets += 1
+                    yield PcapPacket(ts, rest[20 : 20 + caplen], orig)
+                elif btype == _BT_SPB:
+                    if length < 16:
+                        raise self._fail(at, "Simple Packet Block shorter than 16 bytes")
+                    snaplen = self._interface(0, at).snaplen
+                    (orig,) = self._u32(rest, 0)
+                    caplen = min(orig, snaplen) if snaplen else orig  # the SPB has no captured length
+                    if caplen > length - 16:
+                        raise self._fail(at, f"Simple Packet Block of {length} bytes for {caplen} captured")
+                    self._packets += 1
+                    yield PcapPacket(self._last_ts, rest[4 : 4 + caplen], orig)
+                elif btype == _BT_IDB:
+                    self._add_interface(rest[:-4], at)
+                # anything else: skipped by its length
+
     def _release(self) -> None:
         """Close the file if this reader opened it."""
         if self._owns and not self._file.closed:
@@ -397,12 +664,13 @@ class PcapReader(Resource):
 
 
     def __repr__(self) -> str:
+        fmt = getattr(self, "format", "pcap")
         res = "ns" if getattr(self, "nanosecond", False) else "us"
-        return f"<PcapReader {self.name!r} {res} linktype={getattr(self, 'linktype', '?')}>"
+        return f"<PcapReader {self.name!r} {fmt} {res} linktype={getattr(self, 'linktype', '?')}>"
 
 
 def read_pcap(source: str | os.PathLike[str] | BinaryIO) -> Iterator[PcapPacket]:
-    """Iterate over the records of a classic pcap file (timestamps in ns)."""
+    """Iterate over the packets of a classic pcap or pcapng file (timestamps in ns)."""
     with PcapReader(source) as reader:
         yield from reader
 

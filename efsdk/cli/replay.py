@@ -23,14 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay",
         help="build order books from an ITCH 5.0 BinaryFILE (plain or gzip) or a MoldUDP64 pcap capture",
-        description="Replay an ITCH 5.0 BinaryFILE, or a classic pcap of MoldUDP64 ITCH (e.g. from `efsdk record`; "
-        "detected by content), through the native decoder and the pure-Python book, "
+        description="Replay an ITCH 5.0 BinaryFILE, or a pcap or pcapng capture of MoldUDP64 ITCH "
+        "(e.g. from `efsdk record` or Wireshark; detected by content), through the native decoder and the pure-Python book, "
         "then print messages by type, throughput, anomalies and the books. With --symbols only those "
         "instruments are built (the native filter drops the rest) and their depth is shown. A pcap is "
         "sequenced like a live feed without a request server: it joins at the lowest sequence captured, "
         "A/B lines fill each other's gaps, and whatever no line has is reported LOST (exit code 3).",
     )
-    p.add_argument("file", help="ITCH 5.0 BinaryFILE (2-byte length + message, plain or gzip) or classic pcap")
+    p.add_argument("file", help="ITCH 5.0 BinaryFILE (2-byte length + message, plain or gzip), pcap or pcapng")
     p.add_argument("--symbols", help="comma-separated symbols to build and show (default: build all, show the busiest)")
     p.add_argument("--depth", type=int, default=5, help="levels per side to show (default 5)")
     p.add_argument("--top", type=int, default=5, help="without --symbols: show this many of the deepest books")
@@ -143,17 +143,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _replay_capture(args: argparse.Namespace, feed: FeedHandler):  # noqa: ANN202 - CaptureReplay | None
-    """Replay ``args.file`` into ``feed`` if it is a pcap; ``None`` for a BinaryFILE."""
+    """Replay ``args.file`` into ``feed`` if it is a pcap or pcapng capture; ``None`` for a BinaryFILE."""
     from efsdk.capture import capture_format, replay_pcap  # noqa: PLC0415
     from efsdk.cli.run import parse_endpoint  # noqa: PLC0415
 
-    kind = capture_format(args.file)
-    if kind == "pcapng":
-        raise ConfigError(
-            f"{args.file} is a pcapng file; only classic pcap is supported "
-            "(convert it with: editcap -F pcap IN OUT, or record with `efsdk record`)"
-        )
-    if kind is None:
+    if capture_format(args.file) is None:
         if args.feed or args.paced:
             raise ConfigError("--feed and --paced apply to pcap captures only; this is a BinaryFILE")
         return None

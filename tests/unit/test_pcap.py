@@ -141,10 +141,203 @@ def test_reader_big_endian(magic: int) -> None:
     assert (p.ts_ns, p.data, p.orig_len) == (10_250_000_000, b"abc", 64)
 
 
-def test_reader_rejects_pcapng_with_a_clear_message() -> None:
-    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)
-    with pytest.raises(ProtocolError, match="pcapng"):
-        PcapReader(io.BytesIO(shb))
+# -- pcapng ------------------------------------------------------------------------
+# dpkt's pcapng block classes (an independent implementation) write the files;
+# dpkt.pcapng.Reader cross-checks them.  Blocks dpkt lacks (Simple Packet,
+# unknown types) are built by hand from the spec.
+
+NS_T0 = 1_700_000_000_123_456_789
+
+
+def _blocks(order: str):
+    """dpkt's (SHB, IDB, EPB, option) classes for byte order ``order`` ('<' or '>')."""
+    sfx = "LE" if order == "<" else ""
+    names = ("SectionHeaderBlock", "InterfaceDescriptionBlock", "EnhancedPacketBlock", "PcapngOption")
+    return tuple(getattr(dpkt.pcapng, n + sfx) for n in names)
+
+
+def _idb(order: str, linktype: int = 1, snaplen: int = 65535, tsresol: int | None = None, tsoffset: int = 0) -> bytes:
+    _, idb, _, opt = _blocks(order)
+    opts = [opt(code=2, data=b"eth0")]  # if_name: an option the reader does not use
+    if tsresol is not None:
+        opts.append(opt(code=9, data=bytes([tsresol])))
+    if tsoffset:
+        opts.append(opt(code=14, data=struct.pack(order + "q", tsoffset)))
+    return bytes(idb(linktype=linktype, snaplen=snaplen, opts=[*opts, opt(code=0)]))
+
+
+def _epb(order: str, ticks: int, data: bytes, iface: int = 0, comment: bool = False) -> bytes:
+    _, _, epb, opt = _blocks(order)
+    opts = [opt(code=1, data=b"a packet comment"), opt(code=0)] if comment else []
+    return bytes(epb(iface_id=iface, ts_high=ticks >> 32, ts_low=ticks & 0xFFFFFFFF, pkt_data=data, opts=opts))
+
+
+def _shb(order: str) -> bytes:
+    shb, _, _, opt = _blocks(order)
+    return bytes(shb(opts=[opt(code=4, data=b"test writer"), opt(code=0)]))
+
+
+def _raw_block(order: str, btype: int, body: bytes) -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    n = 12 + len(body)
+    return struct.pack(order + "II", btype, n) + body + struct.pack(order + "I", n)
+
+
+def _spb(order: str, data: bytes, orig_len: int | None = None) -> bytes:
+    return _raw_block(order, 3, struct.pack(order + "I", len(data) if orig_len is None else orig_len) + data)
+
+
+def test_pcapng_from_dpkt_writer_microseconds_by_default() -> None:
+    buf = io.BytesIO()
+    w = dpkt.pcapng.Writer(buf)  # no if_tsresol: microseconds
+    w.writepkt(b"frame-one", ts=1_700_000_000.123456)
+    w.writepkt(b"frame-two!", ts=1_700_000_001.5)
+    buf.seek(0)
+    with PcapReader(buf) as r:
+        assert (r.format, r.linktype, r.nanosecond, r.version) == ("pcapng", 1, False, (1, 0))
+        pkts = list(r)
+    assert [p.data for p in pkts] == [b"frame-one", b"frame-two!"]
+    assert [p.ts_ns for p in pkts] == [1_700_000_000_123_456_000, 1_700_000_001_500_000_000]
+    assert [p.orig_len for p in pkts] == [9, 10]
+    buf.seek(0)
+    assert [int(round(ts * 1e6)) * 1000 for ts, _ in dpkt.pcapng.Reader(buf)] == [p.ts_ns for p in pkts]
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_pcapng_nanoseconds_both_byte_orders(order: str) -> None:
+    frames = [bytes([i]) * (1 + i * 13 % 97) for i in range(20)]  # every padding length
+    data = _shb(order) + _idb(order, tsresol=9) + b"".join(
+        _epb(order, NS_T0 + i * 1_001, f, comment=i % 3 == 0) for i, f in enumerate(frames)
+    )
+    with PcapReader(io.BytesIO(data)) as r:
+        assert r.byte_order == ("little" if order == "<" else "big") and r.nanosecond and r.snaplen == 65535
+        pkts = list(r)
+    assert [p.data for p in pkts] == frames and [p.orig_len for p in pkts] == [len(f) for f in frames]
+    assert [p.ts_ns for p in pkts] == [NS_T0 + i * 1_001 for i in range(20)]
+    # dpkt's reader sees the same packets (its float timestamps only approximately)
+    theirs = list(dpkt.pcapng.Reader(io.BytesIO(data)))
+    assert [bytes(b) for _, b in theirs] == frames
+    assert all(abs(ts * 1e9 - p.ts_ns) < 1e3 for (ts, _), p in zip(theirs, pkts))
+
+
+def test_pcapng_interfaces_with_their_own_resolution_and_offset() -> None:
+    o = "<"
+    data = (
+        _shb(o)
+        + _idb(o)  # 0: µs
+        + _idb(o, tsresol=0x80 | 20, tsoffset=-3)  # 1: 2**-20 s, 3 s earlier
+        + _idb(o, tsresol=12, tsoffset=1_000)  # 2: picoseconds (truncated to ns), 1000 s later
+        + _epb(o, 1_700_000_000_000_001, b"a", iface=0)
+        + _epb(o, (5 << 20) + (1 << 19), b"b", iface=1)  # 5.5 s
+        + _epb(o, 7_000_000_000_123_999, b"c", iface=2)  # 7000.000000123999 s
+        + _epb(o, 2, b"d", iface=1)
+    )
+    with PcapReader(io.BytesIO(data)) as r:
+        pkts = list(r)
+        assert len(r.interfaces) == 3 and r.linktype == 1 and not r.nanosecond
+    assert [p.data for p in pkts] == [b"a", b"b", b"c", b"d"]
+    assert [p.ts_ns for p in pkts] == [
+        1_700_000_000_000_001_000,
+        5_500_000_000 - 3 * 10**9,
+        (7_000 + 1_000) * 10**9 + 123,
+        2 * 10**9 // 2**20 - 3 * 10**9,  # 1907.3 ns, floored
+    ]
+
+
+def test_pcapng_skips_unknown_blocks_and_reads_every_section() -> None:
+    le, be = "<", ">"
+    nrb = _raw_block(le, 4, struct.pack("<HH4s", 1, 8, bytes([10, 0, 0, 1])) + b"host\x00\x00\x00\x00" + bytes(4))
+    isb = _raw_block(le, 5, struct.pack("<III", 0, 1, 2))
+    custom = _raw_block(le, 0x00000BAD, struct.pack("<I", 32473) + b"vendor stuff")
+    dsb = _raw_block(le, 0x0000000A, struct.pack("<II", 0x544C534B, 5) + b"keys!")
+    data = (
+        _shb(le) + nrb + _idb(le, tsresol=9) + _epb(le, 10, b"one") + isb + custom + dsb + _epb(le, 20, b"two")
+        # a second section, big-endian: its interfaces start again at id 0
+        + _shb(be) + _idb(be) + _epb(be, 30, b"three") + _raw_block(be, 0x40000001, b"x")
+    )
+    with PcapReader(io.BytesIO(data)) as r:
+        pkts = list(r)
+        assert r.byte_order == "little"  # of the first section
+    assert [(p.ts_ns, p.data) for p in pkts] == [(10, b"one"), (20, b"two"), (30_000, b"three")]
+    # dpkt agrees on the first section's packets (it stops at a second section)
+    assert [bytes(b) for _, b in dpkt.pcapng.Reader(io.BytesIO(data[: data.index(_shb(be))]))] == [b"one", b"two"]
+
+
+def test_pcapng_simple_packet_blocks_take_the_previous_time() -> None:
+    o = "<"
+    data = (
+        _shb(o) + _idb(o, snaplen=4, tsresol=9)
+        + _spb(o, b"s0")  # no packet before: ts 0
+        + _epb(o, 777, b"e1")
+        + _spb(o, b"s2__", orig_len=9)  # snapped to 4 of 9 bytes
+    )
+    assert [tuple(p) for p in read_pcap(io.BytesIO(data))] == [(0, b"s0", 2), (777, b"e1", 2), (777, b"s2__", 9)]
+
+
+def test_pcapng_captured_shorter_than_original_and_obsolete_packet_block() -> None:
+    o = ">"
+    body = struct.pack(o + "IIIII", 0, 0, 1_000, 3, 1514) + b"abc\x00"
+    pb = struct.pack(o + "HHIIII", 0, 0, 0, 2_000, 2, 60) + b"xy\x00\x00"
+    data = _shb(o) + _idb(o) + _raw_block(o, 6, body) + _raw_block(o, 2, pb)
+    assert [tuple(p) for p in read_pcap(io.BytesIO(data))] == [(1_000_000, b"abc", 1514), (2_000_000, b"xy", 60)]
+
+
+def test_pcapng_path_linktype_and_empty_file(tmp_path) -> None:
+    path = tmp_path / "sll.pcapng"
+    path.write_bytes(_shb("<") + _idb("<", linktype=113) + _epb("<", 5, b"cooked"))
+    with PcapReader(path) as r:
+        assert r.linktype == 113 and "pcapng" in repr(r)
+        assert [p.data for p in r] == [b"cooked"]
+    assert r.closed
+    with PcapReader(io.BytesIO(_shb(">"))) as r:  # a section without interfaces: no packets
+        assert r.linktype == 1 and list(r) == []
+    # an empty section (a name-resolution block only) before the one with the packets
+    data = _shb(">") + _raw_block(">", 4, bytes(4)) + _shb("<") + _idb("<", linktype=101) + _epb("<", 5, b"raw ip")
+    with PcapReader(io.BytesIO(data)) as r:
+        assert (r.linktype, r.byte_order) == (101, "big") and [p.ts_ns for p in r] == [5000]
+
+
+def test_pcapng_truncated() -> None:
+    o = "<"
+    head = _shb(o) + _idb(o, tsresol=9)
+    last = _epb(o, 2, b"second packet")
+    good = head + _epb(o, 1, b"first packet") + last
+    cut = good[:-5]
+    it = iter(PcapReader(io.BytesIO(cut)))
+    assert next(it).data == b"first packet"  # whole packets before the cut are read, like classic pcap
+    with pytest.raises(ProtocolError, match=rf"block at offset {len(good) - len(last)} truncated .* after packet 1"):
+        next(it)
+    with pytest.raises(ProtocolError, match="truncated pcapng block header"):
+        list(PcapReader(io.BytesIO(good + b"\x06\x00\x00")))
+    with pytest.raises(ProtocolError, match="truncated pcapng Section Header Block"):
+        PcapReader(io.BytesIO(head[:20]))
+
+
+def test_pcapng_malformed_input_names_the_offset() -> None:
+    o = "<"
+    shb, idb = _shb(o), _idb(o)
+    epb = _epb(o, 1, b"data")
+    bad_trailer = epb[:-4] + struct.pack("<I", len(epb) + 4)
+    cases = {
+        "block lengths": shb + idb + bad_trailer,
+        "length 13": shb + idb + struct.pack("<II", 6, 13) + bytes(5),
+        "before any Interface": shb + epb,
+        "interface 1": shb + idb + _epb(o, 1, b"x", iface=1),
+        "link type 113": shb + idb + _idb(o, linktype=113) + _epb(o, 1, b"x", iface=1),
+        "overruns": shb + idb + _raw_block(o, 6, struct.pack("<IIIII", 0, 0, 0, 99, 99) + b"abcd"),
+        "if_tsresol of 2 bytes": shb + _raw_block(o, 1, struct.pack("<HHIHH", 1, 0, 0, 9, 2) + b"\x09\x09"),
+    }
+    for what, data in cases.items():
+        with pytest.raises(ProtocolError, match="offset") as info:
+            list(PcapReader(io.BytesIO(data)))
+        assert what in str(info.value), (what, info.value)
+    offset = len(shb) + len(idb)
+    with pytest.raises(ProtocolError, match=f"malformed pcapng at offset {offset}: block lengths"):
+        list(PcapReader(io.BytesIO(shb + idb + bad_trailer)))
+    with pytest.raises(ProtocolError, match="byte-order magic"):
+        PcapReader(io.BytesIO(shb[:8] + b"\x00" * 4 + shb[12:]))
+    with pytest.raises(ProtocolError, match="version 2.0"):
+        PcapReader(io.BytesIO(shb[:12] + struct.pack("<H", 2) + shb[14:]))
 
 
 def test_reader_errors() -> None:
