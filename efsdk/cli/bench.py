@@ -72,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="size of the per-op deep book relative to AAPL-like (2,900 levels/side, ~46k orders) (default 1)",
     )
     b.set_defaults(func=run_book)
+    _register_wire(sub)
 
     def no_subcommand(_: argparse.Namespace) -> int:
         p.print_help()
@@ -261,3 +262,126 @@ def _write_json(args: Any, sess: bench.Session, subs: Any, feed: Any, ops: Any, 
     with open(args.json, "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
+
+
+# --------------------------------------------------------------------------- bench wire
+
+
+def _register_wire(sub: Any) -> None:
+    from efsdk import bench_wire
+
+    w = sub.add_parser(
+        "wire",
+        help="frame sources on a real veth pair: latency (HDR p50/p99/p99.9) and frames/s per backend (root)",
+        description=bench_wire.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    w.add_argument("--seconds", type=float, default=bench_wire.DEFAULT_SECONDS,
+                   help="length of each phase per backend (default %(default)s)")  # fmt: skip
+    w.add_argument("--rate", type=int, default=bench_wire.DEFAULT_RATE,
+                   help="paced sender rate of the latency phase, datagrams/s (default %(default)s)")  # fmt: skip
+    w.add_argument("--senders", type=int, help="sender processes of the throughput phase (default: spare CPUs, <= 4)")
+    w.add_argument("--busy", action="store_true", help="receivers spin instead of sleeping in poll (one core at 100%%)")
+    w.add_argument("--json", metavar="OUT", help="also write every result (with HDR histograms) as JSON to OUT")
+    w.set_defaults(func=run_wire)
+
+
+def run_wire(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from efsdk import bench_wire
+
+    if not 0 < args.seconds <= 600 or not 1 <= args.rate <= 2_000_000:
+        raise ConfigError("--seconds must be in (0, 600] and --rate in 1..2,000,000")
+    if args.senders is not None and not 1 <= args.senders <= 64:
+        raise ConfigError("--senders must be 1..64")
+    reason = bench_wire.skip_reason()
+    if reason:
+        raise ConfigError(reason)
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 132)
+    err = Console(stderr=True)
+    with err.status("creating namespaces...") as status:
+        doc = bench_wire.run(args.seconds, args.rate, senders=args.senders, busy=args.busy,
+                             progress=lambda text: status.update(text))  # fmt: skip
+    _print_wire(console, doc)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        console.print(f"results written to [bold]{args.json}[/]")
+    return 0
+
+
+def _verdict(v: bool | None, text: str) -> str:
+    if v is None:
+        return f"[dim]{text}[/]"
+    return f"[{'green' if v else 'red'}]{text} {'ok' if v else 'MISS'}[/]"
+
+
+def _print_wire(console: Any, doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    cfg, tg, res, ver = doc["config"], doc["targets"], doc["backends"], doc["verdicts"]
+    lat = Table(
+        title=f"Latency: kernel rx timestamp -> in Python, {cfg['rate']:,} pps x {cfg['seconds']:g} s, "
+        f"{cfg['payload_bytes']} B datagrams, {'busy' if cfg['busy'] else 'blocking'} poll (HDR, us)",
+        show_edge=False,
+    )
+    for col in ("backend", "recorded/sent", "p50", "p99", "p99.9", "max", "p50 target", "p99 target", "p99 vs loop"):
+        lat.add_column(col, justify="left" if col == "backend" else "right")
+    loop_p99 = res.get("python-loop", {}).get("latency", {}).get("latency", {}).get("p99_us")
+    for b, r in res.items():
+        q, v = r["latency"]["latency"], ver[b]
+        ratio = f"{loop_p99 / q['p99_us']:.1f}x" if loop_p99 and q["p99_us"] else "-"
+        lat.add_row(
+            b,
+            f"{q['count']:,}/{r['latency']['sent']:,}",
+            f"{q['p50_us']:,.1f}",
+            f"{q['p99_us']:,.1f}",
+            f"{q['p99_9_us']:,.1f}",
+            f"{q['max_us']:,.1f}",
+            _verdict(v["p50"], f"<= {tg['p50_us']:g}") if v["p50"] is not None else "[dim]-[/]",
+            _verdict(v["p99"], f"<= {tg['p99_us']:g}") if v["p99"] is not None else "[dim]-[/]",
+            _verdict(v["p99_vs_loop"], f">= {tg['p99_vs_loop']:g}x: {ratio}") if v["p99_vs_loop"] is not None
+            else f"[dim]{ratio}[/]",
+        )  # fmt: skip
+    console.print(lat)
+    thr = Table(
+        title=f"Throughput: {cfg['senders']} sender process(es) flat out x {cfg['seconds']:g} s, "
+        f"{cfg['payload_bytes']} B datagrams",
+        show_edge=False,
+    )
+    for col in ("backend", "offered/s", "received/s", "frames", "batches", "kernel drops", "lost before socket",
+                "target"):  # fmt: skip
+        thr.add_column(col, justify="left" if col == "backend" else "right")
+    for b, r in res.items():
+        t, v = r["throughput"], ver[b]
+        target = _verdict(v["throughput"], f">= {_m(tg['throughput_fps'])}, 0 drops")
+        if v["sender_bound"]:
+            target += " [yellow](sender-bound)[/]"
+        elif not v["no_drops"]:
+            target += " [red](receiver-bound)[/]"
+        thr.add_row(
+            b,
+            _m(t["offered_per_s"]),
+            _m(t["frames_per_s"]),
+            f"{t['frames']:,}",
+            f"{t['batches']:,}",
+            f"{int(t['stats'].get('kernel_drops', 0)):,}",
+            f"{t['lost_before_socket']:,}",
+            target,
+        )
+    console.print(thr)
+    if any(v["sender_bound"] for v in ver.values()):
+        console.print(
+            "[yellow]sender-bound[/]: the Python senders (one sendto per datagram) offered less than the target, "
+            "so received/s measures the sender, not the receiver's ceiling; receiver-bound: the kernel dropped "
+            "what the receiver did not take in time."
+        )
+    console.print(
+        f"latency: time.time_ns() when the batch (python-loop: the datagram) is in Python minus the kernel's "
+        f"software rx timestamp, first {cfg['warmup_frames']} frames not recorded; targets (p50/p99) apply to "
+        "AF_PACKET (and AF_XDP, not built); 'lost before socket' = sent - received - kernel drops (veth backlog)."
+    )

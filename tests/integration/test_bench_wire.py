@@ -1,0 +1,48 @@
+"""``efsdk bench wire`` end to end, small: the JSON it writes is complete and sane (no timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from efsdk.bench_wire import BACKENDS
+from efsdk.sources import native_available
+from tests.integration.netns import ROOT, netns_skip_reason
+
+pytestmark = pytest.mark.root
+
+
+def test_bench_wire_json(tmp_path):
+    reason = netns_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    if not native_available():
+        pytest.skip("efsdk._native_sources is not built (python native/build_sources.py)")
+    pytest.importorskip("hdrh", reason="hdrhistogram is not installed")
+    out = tmp_path / "wire.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "efsdk.cli", "bench", "wire", "--seconds", "1", "--rate", "2000", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Latency" in proc.stdout and "Throughput" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert set(doc["backends"]) == set(BACKENDS)
+    assert set(doc["verdicts"]) == set(BACKENDS)
+    assert doc["config"]["seconds"] == 1 and doc["config"]["rate"] == 2000
+    for name, r in doc["backends"].items():
+        lat, thr = r["latency"], r["throughput"]
+        assert lat["sent"] > 0 and lat["frames"] > 0, name
+        q = lat["latency"]
+        assert q["count"] > 0, name
+        assert 0 < q["p50_us"] <= q["p99_us"] <= q["p99_9_us"] <= q["max_us"], (name, q)
+        assert q["hdr"], name
+        assert thr["sent"] > 0 and thr["frames"] > 0 and thr["frames_per_s"] > 0, (name, thr)
+        assert thr["offered_per_s"] > 0 and thr["batches"] > 0, name
+        assert thr["stats"]["kernel_drops"] >= 0 and thr["lost_before_socket"] >= 0, name
