@@ -41,14 +41,13 @@ from efsdk.itch.records import (
     DecodeStats,
     decode_records_py,
 )
+from tests.itch_frames import TYPES, UNKNOWN_TYPES, bad_length_frame, frame, unknown_type_frame
 
 native = pytest.importorskip("efsdk._native_itch")
 lib, ffi = native.lib, native.ffi
 
 SYMBOLS = [b"AAPL    ", b"MSFT    ", b"ZVZZT   ", b"QQQ     "]
 N_LOCATES = 6  # few locates: filters, subscriptions and books interact often
-TYPES = sorted(LAYOUTS)
-UNKNOWN_TYPES = [t for t in range(256) if t not in SIZE_BY_TYPE]
 _A, _F, _D, _E, _C, _X, _U = (ord(c) for c in "AFDECXU")
 SEQ_LOW = 0xFFFFFFFF
 GZIP_MAGIC = b"\x1f\x8b"
@@ -56,9 +55,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 # ------------------------------------------------------------------ generators
 
-
-def frame(msg: bytes) -> bytes:
-    return len(msg).to_bytes(2, "big") + msg
 
 
 def _field(name: str, code: str, bad_side: bool) -> st.SearchStrategy:
@@ -94,18 +90,6 @@ directory_frame = _message(b"R").map(frame)
 replace_frame = _message(b"U").map(frame)
 
 
-@st.composite
-def bad_length_frame(draw: st.DrawFn) -> bytes:
-    t = draw(st.sampled_from(TYPES))
-    size = SIZE_BY_TYPE[t[0]]
-    n = draw(st.integers(1, 80).filter(lambda k: k != size))
-    return frame(t + draw(st.binary(min_size=n - 1, max_size=n - 1)))
-
-
-@st.composite
-def unknown_type_frame(draw: st.DrawFn) -> bytes:
-    t = draw(st.sampled_from(UNKNOWN_TYPES))
-    return frame(bytes([t]) + draw(st.binary(max_size=60)))
 
 
 any_frame = st.one_of(

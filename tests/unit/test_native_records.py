@@ -18,11 +18,10 @@ from hypothesis import strategies as st
 from efsdk.errors import NativeError
 from efsdk.itch import records as R
 from efsdk.itch.layouts import LAYOUTS, SIZE_BY_TYPE
+from tests.itch_frames import TYPES, UNKNOWN_TYPES, bad_length_frame, frame, unknown_type_frame
 
 SYMBOLS = [b"AAPL    ", b"MSFT    ", b"ZVZZT   ", b"QQQ     "]
 N_LOCATES = 8  # few locates, so filters and R subscriptions interact often
-TYPES = sorted(LAYOUTS)
-UNKNOWN_TYPES = [t for t in range(256) if t not in SIZE_BY_TYPE]
 
 
 # ------------------------------------------------------------------ generators
@@ -50,9 +49,6 @@ def _message(t: bytes) -> st.SearchStrategy[bytes]:
     return st.tuples(*parts).map(lambda v: layout.struct.pack(*v))
 
 
-def frame(msg: bytes) -> bytes:
-    return len(msg).to_bytes(2, "big") + msg
-
 
 valid_frame = st.sampled_from(TYPES).flatmap(_message).map(frame)
 # R messages are what symbol subscriptions act on; 1 in 23 is too rare for them
@@ -60,18 +56,6 @@ valid_frame = st.sampled_from(TYPES).flatmap(_message).map(frame)
 directory_frame = _message(b"R").map(frame)
 
 
-@st.composite
-def bad_length_frame(draw: st.DrawFn) -> bytes:
-    t = draw(st.sampled_from(TYPES))
-    size = SIZE_BY_TYPE[t[0]]
-    n = draw(st.integers(1, 80).filter(lambda k: k != size))
-    return frame(t + draw(st.binary(min_size=n - 1, max_size=n - 1)))
-
-
-@st.composite
-def unknown_type_frame(draw: st.DrawFn) -> bytes:
-    t = draw(st.sampled_from(UNKNOWN_TYPES))
-    return frame(bytes([t]) + draw(st.binary(max_size=60)))
 
 
 any_frame = st.one_of(
