@@ -11,42 +11,34 @@ books.
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
 
 from efsdk.moldudp64 import MoldRerequester, MoldSession
 from efsdk.pipeline import FeedHandler
 from efsdk.resource import Resource
 from efsdk.sources.base import FrameSourceProtocol
 
-__all__ = ["LiveFeed", "LiveStats", "percentiles"]
+__all__ = ["LiveFeed", "LiveStats"]
 
 #: Poll timeout per line when idle: short enough for re-request timers and a
 #: responsive stop, long enough not to spin a core on a quiet feed.
 IDLE_POLL_S = 0.001
 #: Frames taken per poll: one FFI call per batch.
 BATCH = 256
-#: Latency samples kept (one per batch; a bounded list, not a histogram).
-MAX_SAMPLES = 100_000
+#: Latency histogram range: 1 ns to 10 s at 3 significant digits (fixed memory).
+LATENCY_MAX_NS = 10_000_000_000
 
 
 @dataclass
 class LiveStats:
     frames: int = 0
     bytes: int = 0
-    latency_ns: list[int] = field(default_factory=list)  # frame timestamp -> applied (first MAX_SAMPLES batches)
+    latency_ns: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, LATENCY_MAX_NS, 3))  # per batch
     started: float = field(default_factory=time.monotonic)
-
-
-def percentiles(samples: Sequence[int], points: Sequence[float] = (50, 99, 99.9)) -> dict[float, int]:
-    """Nearest-rank percentiles of ``samples`` (empty dict when there are none)."""
-    if not samples:
-        return {}
-    ordered = sorted(samples)
-    n = len(ordered)
-    return {p: ordered[min(n - 1, max(0, int(round(p / 100 * n + 0.5)) - 1))] for p in points}
 
 
 class LiveFeed(Resource):
@@ -109,8 +101,8 @@ class LiveFeed(Resource):
                         stats.bytes += len(payload)
                         feed_packet(payload, now, line)
                         last_ts = ts_ns
-                    if last_ts and len(latency) < MAX_SAMPLES:  # one sample per batch: its newest frame
-                        latency.append(time.time_ns() - last_ts)
+                    if last_ts:  # one sample per batch: its newest frame (clamped into range)
+                        latency.record_value(min(max(1, time.time_ns() - last_ts), LATENCY_MAX_NS))
                     batch.release()
                 now = time.monotonic()
                 if requester is not None:
@@ -129,11 +121,14 @@ class LiveFeed(Resource):
         return stats
 
     def latency_summary(self) -> dict[str, float]:
-        """p50/p99/p99.9 of the current samples, in microseconds."""
-        pct = percentiles(self.stats.latency_ns)
-        out = {f"p{p:g}_us": v / 1000 for p, v in pct.items()}
-        if self.stats.latency_ns:
-            out["mean_us"] = statistics.fmean(self.stats.latency_ns) / 1000
+        """Frame timestamp -> books: p50/p99/p99.9/max/mean in microseconds ({} before any sample)."""
+        hist = self.stats.latency_ns
+        if not hist.get_total_count():
+            return {}
+        out = {f"p{p:g}_us": hist.get_value_at_percentile(p) / 1000 for p in (50, 99, 99.9)}
+        out["max_us"] = hist.get_max_value() / 1000
+        out["mean_us"] = hist.get_mean_value() / 1000
+        out["samples"] = hist.get_total_count()
         return out
 
     def _release(self) -> None:
