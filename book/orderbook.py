@@ -181,6 +181,21 @@ class OrderBook:
             side, price = index.where.pop(id(level))
             side.drop_level(price)
 
+    def _reduce(self, ref: int, level: dict[int, int], shares: int) -> int:
+        """Take ``shares`` off a resting order, removing it when none are left.
+
+        Returns the shares left; negative when more were taken than rested.
+        """
+        packed = level[ref]
+        left = (packed & SHARES_MASK) - shares
+        if left > 0:
+            level[ref] = packed - shares
+            if level[TOTAL] is not None:
+                level[TOTAL] -= shares
+        else:
+            self._remove(ref, level)
+        return left
+
     def _found(self, ref: int) -> tuple[BookSide, int, dict[int, int]] | None:
         hit = self.index.locate(ref)
         if hit is None or hit[0].book is not self:
@@ -198,37 +213,22 @@ class OrderBook:
         if hit is None:
             return None
         _, price, level = hit
-        packed = level[ref]
-        left = (packed & SHARES_MASK) - shares
-        self.volume += min(shares, packed & SHARES_MASK)
+        self.volume += min(shares, level[ref] & SHARES_MASK)  # only what rested can trade
         self.last_price = price
-        if left > 0:
-            level[ref] = packed - shares
-            if level[TOTAL] is not None:
-                level[TOTAL] -= shares
-            return left
+        left = self._reduce(ref, level, shares)
         if left < 0:
             self.index.stats.over_execution += 1
-        self._remove(ref, level)
-        return 0
+        return max(left, 0)
 
     def cancel(self, ref: int, shares: int) -> int | None:
         """Cancel ``shares`` of a resting order (ITCH X); returns shares left or ``None``."""
         hit = self._found(ref)
         if hit is None:
             return None
-        _, _, level = hit
-        packed = level[ref]
-        left = (packed & SHARES_MASK) - shares
-        if left > 0:
-            level[ref] = packed - shares
-            if level[TOTAL] is not None:
-                level[TOTAL] -= shares
-            return left
+        left = self._reduce(ref, hit[2], shares)
         if left < 0:
             self.index.stats.over_cancel += 1
-        self._remove(ref, level)
-        return 0
+        return max(left, 0)
 
     def delete(self, ref: int) -> bool:
         """Delete a resting order (ITCH D); False for an unknown ref (counted)."""
