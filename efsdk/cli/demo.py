@@ -9,7 +9,6 @@ exchange simulator and order entry arrives with the Strategy/OUCH work.)
 from __future__ import annotations
 
 import argparse
-import io
 
 from rich.table import Table
 

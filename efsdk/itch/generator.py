@@ -831,7 +831,6 @@ class SessionGenerator:
         """
         rng = self._rng
         syms = self.symbols
-        n = self.n_symbols
         items: list[_Scheduled] = []
 
         def at(t: int, build: Callable[[int], bytes]) -> None:

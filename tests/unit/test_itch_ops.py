@@ -41,7 +41,7 @@ from efsdk.itch.records import (
     DecodeStats,
     decode_records_py,
 )
-from tests.itch_frames import TYPES, UNKNOWN_TYPES, bad_length_frame, frame, unknown_type_frame
+from tests.itch_frames import TYPES, bad_length_frame, frame, unknown_type_frame
 
 native = pytest.importorskip("efsdk._native_itch")
 lib, ffi = native.lib, native.ffi

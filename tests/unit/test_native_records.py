@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from efsdk.errors import NativeError
 from efsdk.itch import records as R
 from efsdk.itch.layouts import LAYOUTS, SIZE_BY_TYPE
-from tests.itch_frames import TYPES, UNKNOWN_TYPES, bad_length_frame, frame, unknown_type_frame
+from tests.itch_frames import TYPES, bad_length_frame, frame, unknown_type_frame
 
 SYMBOLS = [b"AAPL    ", b"MSFT    ", b"ZVZZT   ", b"QQQ     "]
 N_LOCATES = 8  # few locates, so filters and R subscriptions interact often
