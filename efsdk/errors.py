@@ -17,3 +17,19 @@ class ProtocolError(EfsdkError, ValueError):
 
 class NativeError(EfsdkError, RuntimeError):
     """The native extension is missing, stale, or returned an error."""
+
+
+class OrderError(EfsdkError, ValueError):
+    """An order request the SDK refuses before it reaches the wire (bad arguments, unknown order)."""
+
+
+class RiskRejected(OrderError):
+    """Pre-trade risk blocked an order; ``reason`` is a stable code, the message says which limit and by how much."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"risk: {message}")
+        self.reason = reason
+
+
+class SessionError(EfsdkError, ConnectionError):
+    """An order-entry or feed session failed (login rejected, connection lost beyond retries)."""
