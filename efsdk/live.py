@@ -77,10 +77,15 @@ class LiveFeed(Resource):
         self.lost.append((first_seq, count))  # the session has logged it; books may be stale
 
     def run(self, duration: float | None = None, on_status: Callable[[LiveFeed], None] | None = None,
-            status_every: float = 1.0) -> LiveStats:  # fmt: skip
+            status_every: float = 1.0, service: Callable[[], None] | None = None) -> LiveStats:  # fmt: skip
         """Run until the session completes (end of session, every gap closed), ``duration`` s pass,
-        or KeyboardInterrupt; call ``on_status`` every ``status_every`` s."""
+        or KeyboardInterrupt; call ``on_status`` every ``status_every`` s.
+
+        ``service()`` runs once per loop turn, after the lines are polled: the
+        strategy driver pumps its order session and timer there, on this thread.
+        """
         session, feed_packet = self.session, self.session.feed
+        feed = self.feed
         requester = self.requester
         stats = self.stats
         latency = stats.latency_ns
@@ -99,11 +104,14 @@ class LiveFeed(Resource):
                     for payload, ts_ns, _flags in batch:
                         stats.frames += 1
                         stats.bytes += len(payload)
+                        feed.frame_ts = ts_ns  # what a strategy's tick-to-trade is measured from
                         feed_packet(payload, now, line)
                         last_ts = ts_ns
                     if last_ts:  # one sample per batch: its newest frame (clamped into range)
                         latency.record_value(min(max(1, time.time_ns() - last_ts), LATENCY_MAX_NS))
                     batch.release()
+                if service is not None:
+                    service()
                 now = time.monotonic()
                 if requester is not None:
                     requester.receive(now)

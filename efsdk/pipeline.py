@@ -27,15 +27,15 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from book import BookBuilder, OrderBook
-from book.ops import ADD_BASE, OP_ANOMALY, OP_MESSAGE, OP_REPLACE_IN, RECORD_WORDS
+from book.ops import ADD_BASE, OP_ANOMALY, OP_EXECUTE, OP_EXECUTE_PRICE, OP_MESSAGE, OP_REPLACE_IN, RECORD_WORDS
 from efsdk.itch.codec import DECODER_BY_TYPE
 from efsdk.itch.ops import ANOMALY_BAD_SIDE, OpDecoder, anomaly_from_op, iter_op_batches
 from efsdk.itch.records import ANOMALY_BAD_COMPRESSION, ANOMALY_KINDS, DEFAULT_CAPACITY, DEFAULT_CHUNK_SIZE, Anomaly
 
-__all__ = ["HANDLED_MESSAGE_TYPES", "BookEvent", "FeedHandler", "FeedStats", "OnBook", "anomaly_name"]
+__all__ = ["HANDLED_MESSAGE_TYPES", "BookEvent", "FeedHandler", "FeedStats", "OnBook", "OnTrade", "Trade", "anomaly_name"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,21 @@ class BookEvent:
 
 #: ``on_book(book, event)``: called after every change to a subscribed book.
 OnBook = Callable[[OrderBook, BookEvent], None]
+
+
+class Trade(NamedTuple):
+    """A print in a subscribed instrument (strategy path only)."""
+
+    price: int  # 1/10000 dollars
+    shares: int
+    resting_side: str  # side of the displayed order that was hit ("B"/"S"); " " for a cross
+    timestamp: int  # ns since midnight
+    kind: str  # ITCH type: "E"/"C" (displayed order executed), "P" (hidden), "Q" (cross)
+    match_number: int
+
+
+#: ``on_trade(book, trade)``: called for every execution and trade print of a subscribed book.
+OnTrade = Callable[[OrderBook, Trade], None]
 
 
 @dataclass
@@ -97,6 +112,7 @@ class FeedHandler:
         symbols: Iterable[str] | None = None,
         locates: Iterable[int] | None = None,
         on_book: OnBook | None = None,
+        on_trade: OnTrade | None = None,
         builder: BookBuilder | None = None,
         capacity: int = DEFAULT_CAPACITY,
         message_types: Iterable[str] = HANDLED_MESSAGE_TYPES,
@@ -105,6 +121,7 @@ class FeedHandler:
         self.decoder = OpDecoder(capacity, locates, self.symbols or None, message_types=message_types)
         self.builder = builder if builder is not None else BookBuilder()
         self.on_book = on_book
+        self.on_trade = on_trade
         self.stats = FeedStats()
         self.anomalies: list[Anomaly] = []
         self._chunk: Any = b""  # buffer the current ops' offsets index
@@ -114,6 +131,9 @@ class FeedHandler:
         #: was read: rare messages always, and on the strategy path every
         #: delete/execute/cancel/replace (adds carry no offset to read it from).
         self.clock = 0
+        #: Timestamp (ns, wall clock) of the frame whose messages are being
+        #: applied, set by the live driver per frame; 0 on a file replay.
+        self.frame_ts = 0
 
     # ------------------------------------------------------------------ input
     def process(self, buf: Any, base_offset: int = 0) -> int:
@@ -192,10 +212,12 @@ class FeedHandler:
         record = [0, 0, 0, 0]
         locate_order = builder.index.locate
         on_book = self.on_book
+        on_trade = self.on_trade
         on_message, on_anomaly = self._on_message, self._on_anomaly
         chunk = self._chunk
         stats = builder.stats
         book: OrderBook | None = None
+        trade: Trade | None = None
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -210,12 +232,17 @@ class FeedHandler:
                     book = hit[0].book if hit is not None else None
                     offset = words[i + 3]  # these ops carry their message's offset
                     self.clock = int.from_bytes(chunk[offset + 5 : offset + 11], "big")
+                    if book is not None and on_trade is not None and (op == OP_EXECUTE or op == OP_EXECUTE_PRICE):
+                        trade = _execution(chunk, offset, op, hit, words[i + 2], self.clock)  # type: ignore[arg-type]
                 record[:] = words[i : i + RECORD_WORDS]
                 refused = stats.duplicate_ref + stats.bad_shares
                 apply_one(record, on_message, on_anomaly)
                 # A duplicate or zero-share add changes nothing: no event for it.
                 if book is not None and stats.duplicate_ref + stats.bad_shares == refused:
                     on_book(book, BookEvent(op, ref))  # type: ignore[misc]
+                    if trade is not None:
+                        on_trade(book, trade)  # type: ignore[misc]
+                trade = None
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -233,6 +260,12 @@ class FeedHandler:
             book = self.builder.book_for(locate)
             book.volume += msg.shares
             book.last_price = msg.price if type_byte == _P else msg.cross_price
+            if self.on_trade is not None:
+                if type_byte == _P:
+                    trade = Trade(msg.price, msg.shares, msg.side, msg.timestamp, "P", msg.match_number)
+                else:
+                    trade = Trade(msg.cross_price, msg.shares, " ", msg.timestamp, "Q", msg.match_number)
+                self.on_trade(book, trade)
         elif type_byte == _B:
             stats.broken_trades += 1
         elif type_byte == _S:
@@ -248,3 +281,14 @@ class FeedHandler:
             self.anomalies.append(anomaly)
         if first:  # once per kind: never per message on the hot path
             log.warning("ITCH feed: %s at offset %d; further ones are counted", name, anomaly.offset)
+
+
+def _execution(chunk: Any, offset: int, op: int, hit: tuple, shares: int, timestamp: int) -> Trade:
+    """The print of an E/C message, read before the book forgets the order's side and price."""
+    side, price, _level = hit
+    # E: ref 8 | shares 4 | match 8 after the 11-byte header; C adds printable 1 | price 4.
+    match = int.from_bytes(chunk[offset + 23 : offset + 31], "big")
+    if op == OP_EXECUTE_PRICE:
+        price = int.from_bytes(chunk[offset + 32 : offset + 36], "big")
+        return Trade(price, shares, "B" if side.is_bid else "S", timestamp, "C", match)
+    return Trade(price, shares, "B" if side.is_bid else "S", timestamp, "E", match)

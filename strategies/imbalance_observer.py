@@ -52,8 +52,8 @@ class ImbalanceObserver(Strategy):
         super().__init__(config)
         self.by_symbol: dict[str, SymbolImbalance] = {s: SymbolImbalance() for s in config.symbols}
 
-    def on_book(self, book: OrderBook, event: BookEvent) -> None:
-        state = self.by_symbol.get(book.symbol or "")
+    def on_book(self, instrument: str, book: OrderBook, event: BookEvent) -> None:
+        state = self.by_symbol.get(instrument or "")
         if state is None:  # a book whose directory message has not arrived yet
             return
         state.updates += 1

@@ -1,19 +1,31 @@
-"""The Strategy base class, its configuration model and its context."""
+"""The Strategy base class and its configuration model.
+
+A strategy is a :class:`StrategyConfig` subclass (its parameters) plus a
+:class:`Strategy` subclass (its hooks).  The same class runs live, on a
+replay and against the embedded simulator; only the driver differs.  Hooks
+run on the feed thread, one at a time, and must return quickly: the feed
+waits for them.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from book import OrderBook
-from efsdk.pipeline import BookEvent
+from efsdk.orders.risk import RiskConfig
+from efsdk.pipeline import BookEvent, Trade
 
-__all__ = ["Strategy", "StrategyConfig", "StrategyContext"]
+if TYPE_CHECKING:
+    from efsdk.orders.manager import OrderUpdate
+    from efsdk.strategy.context import StrategyContext
+
+__all__ = ["Strategy", "StrategyConfig"]
 
 
 class StrategyConfig(BaseModel):
-    """Base configuration: which instruments the strategy trades or watches.
+    """Base configuration: the instruments, the pre-trade limits and the timer.
 
     Subclass it to add parameters; unknown keys are rejected so a typo in a
     config file fails at start-up instead of silently using a default.
@@ -22,6 +34,10 @@ class StrategyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     symbols: tuple[str, ...]
+    risk: RiskConfig = Field(default_factory=RiskConfig, description="pre-trade limits for this strategy's orders")
+    timer_interval_ms: float | None = Field(
+        default=None, gt=0, description="call on_timer this often (feed time on replay, wall time live)"
+    )
 
     @field_validator("symbols")
     @classmethod
@@ -34,30 +50,11 @@ class StrategyConfig(BaseModel):
         return value
 
 
-class StrategyContext:
-    """What the runtime gives a started strategy: the clock and the books."""
-
-    __slots__ = ("_clock", "_books")
-
-    def __init__(self, clock, books) -> None:  # noqa: ANN001 - internal wiring
-        self._clock = clock
-        self._books = books
-
-    @property
-    def now(self) -> int:
-        """Feed time in ns since midnight (of the last timestamped message seen)."""
-        return self._clock()
-
-    def book(self, symbol: str) -> OrderBook | None:
-        """The book of a subscribed symbol (``None`` before its directory message)."""
-        return self._books(symbol)
-
-
 class Strategy:
     """Base class: override the hooks you need.
 
-    Nothing may touch the context before :meth:`on_start`; hooks run on the
-    feed thread and must return quickly (the feed waits for them).
+    ``self.ctx`` (a :class:`~efsdk.strategy.context.StrategyContext`) exists
+    from :meth:`on_start` on; nothing may trade before that.
     """
 
     config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
@@ -69,14 +66,23 @@ class Strategy:
         self.ctx: StrategyContext | None = None
 
     def on_start(self, ctx: StrategyContext) -> None:
-        """Called once before the first event."""
+        """Called once before the first event; keep ``super().on_start(ctx)`` if you override it."""
         self.ctx = ctx
 
-    def on_book(self, book: OrderBook, event: BookEvent) -> None:
-        """Called after every change to the book of a subscribed symbol."""
+    def on_book(self, instrument: str, book: OrderBook, event: BookEvent) -> None:
+        """Called after every change to the book of a subscribed instrument."""
+
+    def on_trade(self, instrument: str, trade: Trade) -> None:
+        """Called for every execution or trade print of a subscribed instrument (after its ``on_book``)."""
+
+    def on_order(self, update: OrderUpdate) -> None:
+        """Called for every change to one of this strategy's orders (accepted, filled, canceled, rejected...)."""
+
+    def on_timer(self, now: int) -> None:
+        """Called every ``config.timer_interval_ms`` with the clock in ns since midnight."""
 
     def on_stop(self) -> None:
-        """Called once after the last event."""
+        """Called once after the last event (the driver then cancels what is still open)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"

@@ -57,7 +57,8 @@ class Recorder(Strategy):
         super().on_start(ctx)
         self.calls.append("start")
 
-    def on_book(self, book, event):
+    def on_book(self, instrument, book, event):
+        assert instrument == book.symbol
         self.events.append((book.symbol, event.op, event.ref))
         self.clock.append(self.ctx.now)
 

@@ -1,0 +1,74 @@
+"""The example strategies trade on a replay, and their P&L is accounted exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from efsdk.errors import OrderError
+from efsdk.itch.codec import frame
+from efsdk.itch.generator import SessionGenerator
+from efsdk.orders.manager import UpdateKind
+from efsdk.strategy import run_replay
+from strategies.imbalance_taker import ImbalanceTaker, ImbalanceTakerConfig
+from strategies.market_maker import MarketMaker, MarketMakerConfig
+
+
+@pytest.fixture(scope="module")
+def day():
+    gen = SessionGenerator(8, 60_000, 11)
+    return b"".join(frame(m) for m in gen), [row[0] for row in gen.summary.books[:3]]
+
+
+def check_accounting(result, fills):
+    """Positions and cash rebuilt from the strategy's own fill updates equal the manager's record."""
+    orders = result.runtime.orders
+    shares, cash = {}, {}
+    for update in fills:
+        sign = 1 if update.order.is_buy else -1
+        symbol = update.order.symbol
+        shares[symbol] = shares.get(symbol, 0) + sign * update.shares
+        cash[symbol] = cash.get(symbol, 0) - sign * update.shares * update.price
+    for symbol, pos in orders.positions.items():
+        assert pos.shares == shares.get(symbol, 0)
+        assert pos.cash == cash.get(symbol, 0)
+        mark = result.runtime.ctx.mark(symbol) or 0
+        assert pos.realized + pos.unrealized(mark) == pytest.approx(pos.cash + pos.shares * mark, abs=1e-3)
+    realized, unrealized = result.runtime.ctx.pnl()
+    assert realized * 10_000 == pytest.approx(sum(p.realized for p in orders.positions.values()))
+    assert orders.stats.fills == len(fills)
+    assert orders.stats.unmatched_responses == 0
+    assert not orders.open_orders(), "the driver cancels what is open at the end"
+
+
+def test_imbalance_taker_trades_within_its_limits(day):
+    data, symbols = day
+    strategy = ImbalanceTaker(ImbalanceTakerConfig(symbols=tuple(symbols), max_position=300))
+    result = run_replay(strategy, data)
+    assert strategy.signals > 10 and len(strategy.fills) > 10
+    assert all(u.reason == "R" for u in strategy.fills), "IOC takers only remove liquidity"
+    for pos in result.runtime.orders.positions.values():
+        assert abs(pos.shares) <= 300
+    check_accounting(result, strategy.fills)
+
+
+def test_market_maker_quotes_both_sides_and_respects_inventory(day):
+    data, symbols = day
+    strategy = MarketMaker(MarketMakerConfig(symbols=tuple(symbols), max_inventory=300, quote_shares=100))
+    result = run_replay(strategy, data)
+    fills = strategy.fills
+    assert len(fills) > 10 and strategy.requotes > 10
+    assert {u.order.side for u in fills} == {"B", "S"}
+    assert all(u.reason == "A" for u in fills), "resting quotes add liquidity"
+    # a quote adds at most quote_shares beyond the inventory limit before the side is pulled
+    for pos in result.runtime.orders.positions.values():
+        assert abs(pos.shares) <= 300 + 100
+    kinds = {u.kind for u in fills}
+    assert UpdateKind.FILLED in kinds
+    check_accounting(result, fills)
+
+
+def test_a_trading_strategy_on_a_driver_without_order_entry_fails_clearly(day):
+    data, symbols = day
+    strategy = MarketMaker(MarketMakerConfig(symbols=tuple(symbols[:1])))
+    with pytest.raises(OrderError, match="no order entry"):
+        run_replay(strategy, data, fills=False)

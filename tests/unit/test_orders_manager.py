@@ -1,0 +1,166 @@
+"""The order manager against the real matching engine: its record must equal the exchange's exactly."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from efsdk.errors import OrderError, RiskRejected
+from efsdk.orders.manager import OrderManager, OrderState, Position, UpdateKind
+from efsdk.orders.ouch import codec as ouch
+from efsdk.orders.risk import RiskConfig, RiskGate
+from efsdk.sim import BackgroundFlow, MatchingEngine
+
+ME = "ME"
+
+
+class EngineGateway:
+    """In-process OUCH session to a MatchingEngine: requests in, our responses queued for poll()."""
+
+    def __init__(self, engine: MatchingEngine, account: str = ME):
+        self.engine = engine
+        self.account = account
+        self.pending = []
+        self.route = {"O": engine.enter, "U": engine.replace, "X": engine.cancel, "M": engine.modify}
+
+    def deliver(self, responses):
+        self.pending.extend(m for acct, m in responses if acct == self.account)
+
+    def send(self, message):
+        self.deliver(self.route[message.type](self.account, message))
+        return 1
+
+    def poll(self):
+        out, self.pending = self.pending, []
+        return out
+
+
+def setup(seed=1, symbols=("AAA", "BBB"), risk=None):
+    clock = iter(range(10**9, 10**15, 1000))
+    engine = MatchingEngine(symbols, clock_ns=lambda: next(clock))
+    engine.open_session()
+    flow = BackgroundFlow(engine, seed=seed)
+    flow.prime()
+    gateway = EngineGateway(engine)
+    updates = []
+    mgr = OrderManager(gateway, on_update=updates.append)
+    if risk is not None:
+        mgr.risk = RiskGate(risk, mgr.exposure, engine.best)
+    return engine, flow, gateway, mgr, updates
+
+
+def pump(gateway, mgr):
+    mgr.on_responses(gateway.poll())
+
+
+def test_lifecycle_accept_partial_fill_replace_cancel():
+    engine, flow, gw, mgr, updates = setup()
+    bid, ask = engine.best("AAA")
+    resting = mgr.submit("AAA", "B", 300, bid - 500)
+    pump(gw, mgr)
+    assert resting.state is OrderState.LIVE and resting.order_reference > 0
+    assert updates[-1].kind is UpdateKind.ACCEPTED
+    # take part of the ask level: a marketable IOC
+    shown = engine.bbo("AAA").ask_shares
+    taker = mgr.submit("AAA", "B", shown + 50, ask, time_in_force=ouch.TIF.IOC)
+    pump(gw, mgr)
+    assert taker.filled == shown and taker.state is OrderState.CANCELED  # IOC remainder canceled
+    kinds = [u.kind for u in updates if u.order is taker]
+    assert kinds[0] is UpdateKind.ACCEPTED and UpdateKind.CANCELED in kinds
+    assert mgr.position("AAA").shares == shown
+    new = mgr.replace(resting, price=bid - 600, shares=200)
+    assert resting.state is OrderState.PENDING_REPLACE
+    pump(gw, mgr)
+    assert resting.state is OrderState.REPLACED and new.state is OrderState.LIVE and new.leaves == 200
+    mgr.cancel(new, shares=50)
+    pump(gw, mgr)
+    assert new.leaves == 50 and new.state is OrderState.LIVE
+    mgr.cancel(new)
+    pump(gw, mgr)
+    assert new.state is OrderState.CANCELED and not mgr.open_orders()
+    with pytest.raises(OrderError, match="canceled"):
+        mgr.cancel(new)
+
+
+def test_random_session_matches_the_exchange_record_exactly():
+    engine, flow, gw, mgr, updates = setup(seed=7)
+    rng = random.Random(7)
+    for _ in range(3000):
+        gw.deliver(flow.step(rng.randint(1, 4)))  # background may hit our resting orders
+        pump(gw, mgr)
+        symbol = rng.choice(("AAA", "BBB"))
+        bid, ask = engine.best(symbol)
+        if bid is None or ask is None:
+            continue
+        action = rng.random()
+        live = [o for o in mgr.open_orders(symbol) if o.state is OrderState.LIVE]
+        if action < 0.35 or not live:
+            side = rng.choice("BS")
+            through = rng.randint(-3, 1) * 100
+            price = (ask + through) if side == "B" else (bid - through)
+            tif = ouch.TIF.IOC if rng.random() < 0.3 else ouch.TIF.SYSTEM_HOURS
+            mgr.submit(symbol, side, rng.randint(1, 4) * 100, max(100, price), time_in_force=tif)
+        elif action < 0.6:
+            order = rng.choice(live)
+            mgr.replace(order, price=max(100, order.price + rng.randint(-2, 2) * 100), shares=rng.randint(1, 4) * 100)
+        elif action < 0.85:
+            mgr.cancel(rng.choice(live), shares=rng.choice((0, 0, 100)))
+        else:
+            order = rng.choice(live)
+            if order.leaves > 100:
+                # modify (reduce size, keep side): sent by hand, the manager applies OrderModified
+                gw.deliver(engine.modify(ME, ouch.modify_order(order.token, order.side, order.leaves - 100)))
+        pump(gw, mgr)
+    engine._check()
+    assert mgr.stats.fills > 100, "the session should trade"
+    assert mgr.stats.unmatched_responses == 0 and mgr.stats.duplicate_executions == 0
+    mine = [f for f in engine.fills if f.account == ME]
+    assert mgr.stats.fills == len(mine)
+    for symbol in ("AAA", "BBB"):
+        assert mgr.position(symbol).shares == engine.position(ME, symbol)
+    assert sum(p.cash for p in mgr.positions.values()) == engine.cash(ME)
+    live = {o.token: o.shares for o in engine.live_orders(ME)}
+    assert {o.token: o.leaves for o in mgr.open_orders()} == live
+    # P&L identity: realized + unrealized == cash + position x mark, for any mark
+    for symbol, pos in mgr.positions.items():
+        mark = 50_0000
+        assert pos.realized + pos.unrealized(mark) == pytest.approx(pos.cash + pos.shares * mark, abs=1e-3)
+
+
+def test_duplicate_and_unknown_responses_are_counted_not_applied():
+    engine, flow, gw, mgr, updates = setup()
+    bid, ask = engine.best("AAA")
+    order = mgr.submit("AAA", "B", 100, ask, time_in_force=ouch.TIF.IOC)
+    responses = gw.poll()
+    mgr.on_responses(responses)
+    execution = next(m for m in responses if m.type == "E")
+    mgr.on_response(execution)  # replayed twice (e.g. a careless resend)
+    assert mgr.stats.duplicate_executions == 1
+    assert mgr.position("AAA").shares == order.filled == 100
+    mgr.on_response(ouch.Executed("E", 1, "NOSUCHTOKEN", 100, ask, "R", 999))
+    assert mgr.stats.unmatched_responses == 1 and mgr.position("AAA").shares == 100
+
+
+def test_rejects_and_risk_through_the_engine():
+    engine, flow, gw, mgr, updates = setup(risk=RiskConfig(max_order_shares=1000, price_collar=0.5))
+    with pytest.raises(RiskRejected):
+        mgr.submit("AAA", "B", 1001, engine.best("AAA")[0])
+    bad = mgr.submit("AAA", "B", 100, engine.best("AAA")[0] + 1)  # off the one-cent grid
+    pump(gw, mgr)
+    assert bad.state is OrderState.REJECTED and bad.reject_reason
+    assert updates[-1].kind is UpdateKind.REJECTED
+
+
+def test_position_average_cost_and_flip():
+    pos = Position("X")
+    pos.apply_fill(True, 100, 10_0000)
+    pos.apply_fill(True, 100, 12_0000)
+    assert pos.average_price == 11_0000
+    pos.apply_fill(False, 150, 13_0000)  # close 150 at +2 each
+    assert pos.realized == 150 * 2_0000 and pos.shares == 50
+    pos.apply_fill(False, 100, 9_0000)  # close 50 at -2, open short 50 at 9
+    assert pos.realized == 150 * 2_0000 - 50 * 2_0000
+    assert pos.shares == -50 and pos.average_price == 9_0000
+    assert pos.cash == -100 * 10_0000 - 100 * 12_0000 + 150 * 13_0000 + 100 * 9_0000
+    assert pos.realized + pos.unrealized(8_0000) == pos.cash + pos.shares * 8_0000
