@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.console import Console
@@ -76,3 +77,56 @@ def book_json(book: OrderBook, levels: int) -> dict[str, Any]:
 
 def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
+
+
+def strategy_status(runtime: Any) -> str:
+    """One status line for a running strategy (msgs, orders, fills, position, P&L, tick-to-trade)."""
+    orders = runtime.orders
+    line = f"events {runtime.events:,}"
+    if orders is not None:
+        realized, unrealized = runtime.ctx.pnl()
+        position = ", ".join(f"{s} {p.shares:+,}" for s, p in orders.positions.items() if p.shares) or "flat"
+        t2t = runtime.tick_to_trade_us()
+        line += (
+            f"  orders {sum(orders.stats.sent.values()):,}  fills {orders.stats.fills:,}  [{position}]"
+            f"  P&L {realized + unrealized:+,.2f}"
+        )
+        if t2t:
+            line += f"  tick-to-trade p50 {t2t['p50_us']:.0f} us p99 {t2t['p99_us']:.0f} us"
+    return line
+
+
+def strategy_table(summary: dict[str, Any], title: str) -> Table:
+    """The final summary of a strategy run."""
+    table = Table(title=title, show_header=False)
+    table.add_column()
+    table.add_column(justify="right")
+    rows = [("book events / trades seen", f"{summary['book_events']:,} / {summary['trades_seen']:,}")]
+    if "fills" in summary:
+        t2t = summary.get("tick_to_trade_us") or {}
+        rows += [
+            ("orders sent (by OUCH type)", ", ".join(f"{k} {v:,}" for k, v in sorted(summary["orders_sent"].items()))
+             or "none"),
+            ("fills / shares", f"{summary['fills']:,} / {summary['filled_shares']:,}"),
+            ("exchange rejects / risk blocks",
+             f"{summary['exchange_rejected']:,} / {sum(summary['risk_rejected'].values()):,}"),
+            ("positions", ", ".join(f"{s} {n:+,}" for s, n in summary["positions"].items() if n) or "flat"),
+            ("realised / unrealised P&L", f"{summary['realized_pnl']:+,.2f} / {summary['unrealized_pnl']:+,.2f} $"),
+            ("tick-to-trade p50 / p99 / p99.9 (frame ts -> order bytes to socket)",
+             " / ".join(f"{t2t[k]:,.1f} us" for k in ("p50_us", "p99_us", "p99.9_us")) if t2t else "no samples"),
+            ("unmatched / duplicate responses",
+             f"{summary['unmatched_responses']} / {summary['duplicate_executions']}"),
+        ]  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` ('-' = stdout); values JSON lacks become strings."""
+    text = json.dumps(data, indent=2, default=str)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")

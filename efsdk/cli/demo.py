@@ -1,9 +1,16 @@
 """``efsdk demo``: the main job on an embedded default, with no arguments.
 
-Generates a synthetic ITCH 5.0 day in memory, replays it through the native
-decoder and the pure-Python books into the example ImbalanceObserver
-strategy, and prints what the strategy saw.  (The full trading loop with the
-exchange simulator and order entry arrives with the Strategy/OUCH work.)
+The default is the whole trading loop on this machine: the embedded exchange
+(``efsdk sim``, a child process) publishes ITCH 5.0 over MoldUDP64 on
+loopback UDP; the feed handler builds the books; the example market maker
+quotes on them and sends OUCH 4.2 orders over SoupBinTCP; its fills come
+back and move its position.  A status line runs while it trades; the summary
+gives messages, fills, P&L, tick-to-trade latency (frame timestamp -> order
+bytes handed to the socket) and reconciles the strategy's positions with the
+exchange's own record.
+
+``--offline`` instead replays a generated ITCH day through the example
+imbalance observer (no sockets).
 """
 
 from __future__ import annotations
@@ -14,35 +21,107 @@ from rich.table import Table
 
 from efsdk.cli._format import console, depth_table, price, rate
 from efsdk.errors import ConfigError
-from efsdk.itch.generator import SessionGenerator
-from strategies.imbalance_observer import ImbalanceConfig, ImbalanceObserver
 
 _HOUR_NS = 3_600_000_000_000
+_STRATEGIES = ("maker", "taker")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the whole data path on a generated trading day (no arguments needed)",
-        description="Generate a synthetic ITCH 5.0 day in memory, replay it through the native decoder and the "
-        "order books into the example imbalance-observing strategy, and print what it saw.",
+        help="run the whole trading loop on this machine: simulator, UDP feed, books, strategy, OUCH orders",
+        description="Start the embedded exchange, receive its ITCH/MoldUDP64 feed over UDP, build the books, run the "
+        "example market maker (or --strategy taker) and trade over OUCH/SoupBinTCP for --duration seconds, then "
+        "print messages, fills, P&L, tick-to-trade latency and the reconciliation with the exchange's record. "
+        "--offline replays a generated ITCH day instead (no sockets).",
     )
-    p.add_argument("--symbols", type=int, default=20, help="symbols in the generated day (default 20)")
-    p.add_argument("--messages", type=int, default=300_000, help="messages in the generated day (default 300,000)")
-    p.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    p.add_argument("--watch", type=int, default=4, help="how many symbols the strategy watches (default 4)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of trading (default 10)")
+    p.add_argument("--strategy", choices=_STRATEGIES, default="maker", help="example strategy (default maker)")
+    p.add_argument("--symbols", default="AAPL,MSFT,NVDA,AMZN",
+                   help="symbols traded (default %(default)s; --offline: a count, default 20)")  # fmt: skip
+    p.add_argument("--flow-rate", type=float, default=2000.0, help="exchange background actions/s (default 2000)")
+    p.add_argument("--seed", type=int, default=1, help="simulator / generator seed (default 1)")
+    p.add_argument("--offline", action="store_true", help="replay a generated ITCH day through an observer instead")
+    p.add_argument("--messages", type=int, default=300_000, help="--offline: messages in the day (default 300,000)")
+    p.add_argument("--watch", type=int, default=4, help="--offline: symbols the observer watches (default 4)")
+    p.add_argument("--json", metavar="OUT", help="write the final summary as JSON ('-' for stdout)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.offline:
+        return run_offline(args)
+    from efsdk.cli._format import strategy_table  # noqa: PLC0415
+    from efsdk.cli._format import write_json  # noqa: PLC0415
+    from efsdk.cli.run_strategy import _with_status  # noqa: PLC0415
+    from efsdk.strategy import run_sim  # noqa: PLC0415
+
+    symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+    if not symbols:
+        raise ConfigError("--symbols needs at least one symbol")
+    if args.duration <= 0:
+        raise ConfigError("--duration must be > 0")
+    if args.strategy == "maker":
+        from strategies.market_maker import MarketMaker, MarketMakerConfig  # noqa: PLC0415
+
+        strategy = MarketMaker(MarketMakerConfig(symbols=symbols))
+    else:
+        from strategies.imbalance_taker import ImbalanceTaker, ImbalanceTakerConfig  # noqa: PLC0415
+
+        strategy = ImbalanceTaker(ImbalanceTakerConfig(symbols=symbols))
+    out = console()
+    out.print(
+        f"[bold]efsdk demo[/]: exchange simulator ({', '.join(symbols)}) -> ITCH 5.0 / MoldUDP64 over UDP -> "
+        f"native decode -> pure-Python books -> {type(strategy).__name__} -> OUCH 4.2 / SoupBinTCP -> exchange; "
+        f"{args.duration:g} s"
+    )
+    sim = _with_status(out, lambda status: run_sim(strategy, duration=args.duration, flow_rate=args.flow_rate,
+                                                   seed=args.seed, on_status=status))  # fmt: skip
+    result = sim.run
+    summary = result.summary()
+    feed = result.runtime.live  # type: ignore[attr-defined]
+    summary["feed_messages"] = result.feed.stats.messages
+    summary["feed_latency_us"] = feed.latency_summary()
+    summary["feed_gaps"] = {"detected": feed.session.stats.gaps_detected, "lost": feed.session.stats.gaps_lost}
+    problems = sim.reconcile()
+    summary["reconciled_with_exchange"] = not problems
+    summary["reconcile_problems"] = problems
+    exchange = sim.record.get("stats", {})
+    out.print(strategy_table(summary, f"{type(strategy).__name__} against the embedded exchange"))
+    lat = summary["feed_latency_us"]
+    out.print(
+        f"feed: {summary['feed_messages']:,} ITCH messages of {exchange.get('itch_messages', 0):,} published "
+        f"(gaps {summary['feed_gaps']['detected']}, lost {summary['feed_gaps']['lost']}); frame ts -> books "
+        f"p50 {lat.get('p50_us', 0):.0f} us p99 {lat.get('p99_us', 0):.0f} us; exchange handled "
+        f"{exchange.get('requests', 0):,} OUCH requests"
+    )
+    for symbol in symbols[:2]:
+        book = result.feed.builder.book(symbol)
+        if book is not None:
+            out.print(depth_table(book, 5))
+    out.print("[bold green]positions, cash and fills match the exchange's record[/]" if not problems
+              else "[bold red]MISMATCH with the exchange:[/] " + "; ".join(problems))  # fmt: skip
+    if args.json:
+        write_json(args.json, summary)
+    return 0 if not problems else 4
+
+
+def run_offline(args: argparse.Namespace) -> int:
     from efsdk.itch.codec import frame  # noqa: PLC0415 - keeps `efsdk --help` fast
+    from efsdk.itch.generator import SessionGenerator  # noqa: PLC0415
     from efsdk.strategy import run_replay  # noqa: PLC0415
+    from strategies.imbalance_observer import ImbalanceConfig, ImbalanceObserver  # noqa: PLC0415
+
+    try:
+        n_symbols = int(args.symbols) if args.symbols != "AAPL,MSFT,NVDA,AMZN" else 20
+    except ValueError:
+        raise ConfigError("--offline takes --symbols as a count of generated symbols") from None
 
     if args.watch < 1:
         raise ConfigError("--watch must be >= 1")
     out = console()
-    gen = SessionGenerator(args.symbols, args.messages, args.seed)
-    with out.status(f"generating {args.messages:,} messages for {args.symbols} symbols (seed {args.seed})"):
+    gen = SessionGenerator(n_symbols, args.messages, args.seed)
+    with out.status(f"generating {args.messages:,} messages for {n_symbols} symbols (seed {args.seed})"):
         day = b"".join(frame(m) for m in gen)
     summary = gen.summary
     # Watch the busiest deep names and one thin name: both behave differently.

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 
 from rich.table import Table
 
-from efsdk.cli._format import console
+from efsdk.cli._format import console, write_json
 from efsdk.cli.run import _SOURCES, open_line, parse_endpoint
 from efsdk.errors import ConfigError
 
@@ -89,10 +88,5 @@ def run(args: argparse.Namespace) -> int:
         )
     out.print(table)
     if args.json:
-        text = json.dumps(summary, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+        write_json(args.json, summary)
     return 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from efsdk.cli._format import book_json, console, depth_table, messages_table, rate
+from efsdk.cli._format import book_json, console, depth_table, messages_table, rate, write_json
 from efsdk.errors import ConfigError
 from efsdk.itch.files import is_gzip
 from efsdk.pipeline import FeedHandler, anomaly_name
@@ -131,12 +130,7 @@ def run(args: argparse.Namespace) -> int:
         }
         if capture is not None:
             doc["capture"] = capture.as_dict()
-        text = json.dumps(doc, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+        write_json(args.json, doc)
     if capture is not None and capture.lost_ranges:
         return 3  # like `efsdk run`: the books are missing messages
     return 0

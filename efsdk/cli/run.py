@@ -1,17 +1,25 @@
-"""``efsdk run``: build books live from a MoldUDP64 / ITCH 5.0 feed."""
+"""``efsdk run``: build books live from a MoldUDP64 / ITCH 5.0 feed, or run a strategy on any driver.
+
+Without a strategy file it builds (and shows) books.  With one, the driver
+is chosen by flags and the strategy class does not change:
+
+* ``--replay FILE``  an ITCH file or a pcap; fills from the replayed book;
+* ``--sim``          the embedded exchange started as a child process: live
+                     feed over UDP and orders over SoupBinTCP on loopback;
+* ``--feed ... --orders HOST:PORT``  a live feed and a live order session.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import ipaddress
-import json
 import time
 
 from rich.live import Live
 from rich.table import Table
 
-from efsdk.cli._format import console, depth_table, rate
+from efsdk.cli._format import console, depth_table, rate, write_json
 from efsdk.cli.replay import parse_symbols
 from efsdk.errors import ConfigError
 
@@ -21,13 +29,25 @@ _SOURCES = "udp | afpacket:IFACE | afpacket2:IFACE (TPACKET_V2: per-frame, lowes
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
-        help="build order books live from a MoldUDP64 ITCH 5.0 feed (A/B lines, gap re-requests)",
-        description="Receive a MoldUDP64 session of ITCH 5.0 on one or two lines through a frame source, "
-        "recover gaps from the other line or a request server, build the books and show a live status line. "
+        help="run a strategy (live, replay or simulator), or build order books live from a MoldUDP64 feed",
+        description="Without STRATEGY: receive a MoldUDP64 session of ITCH 5.0 on one or two lines through a frame "
+        "source, recover gaps from the other line or a request server, build the books and show a live status line. "
+        "With STRATEGY.py: run its Strategy class on the driver the flags choose: --replay FILE (ITCH file or pcap, "
+        "fills from the replayed book), --sim (the embedded exchange), or --feed with --orders (live). "
         "Stops at end of session, after --duration, or on Ctrl-C.",
     )
+    p.add_argument("strategy", nargs="?", metavar="STRATEGY.py", help="file defining one Strategy subclass")
+    p.add_argument("--config", metavar="FILE", help="strategy config, TOML or YAML (unknown keys are rejected)")
+    p.add_argument("--class", dest="class_name", metavar="NAME", help="which Strategy subclass, if the file has several")
+    p.add_argument("--replay", metavar="FILE", help="driver: replay an ITCH file (plain/gzip) or a pcap/pcapng")
+    p.add_argument("--sim", action="store_true", help="driver: start the embedded exchange and trade against it")
+    p.add_argument("--orders", metavar="HOST:PORT", help="SoupBinTCP order session (live driver)")
+    p.add_argument("--user", default="DEMO", help="order-entry username (default DEMO)")
+    p.add_argument("--password-env", default="EFSDK_OUCH_PASSWORD", metavar="VAR",
+                   help="environment variable holding the order-entry password (default EFSDK_OUCH_PASSWORD)")  # fmt: skip
+    p.add_argument("--token-prefix", default="EF", help="order token prefix, unique per account (default EF)")
     p.add_argument("--source", default="udp", help=f"frame source: {_SOURCES} (default udp)")
-    p.add_argument("--feed", required=True, help="GROUP:PORT of line A, optionally ,GROUP:PORT of line B")
+    p.add_argument("--feed", help="GROUP:PORT of line A, optionally ,GROUP:PORT of line B")
     p.add_argument("--iface-addr", help="local IPv4 address of the interface to join multicast on (udp source)")
     p.add_argument("--rerequest", metavar="HOST:PORT", help="MoldUDP64 request server for gap fill")
     p.add_argument("--symbols", help="comma-separated symbols to build (default: all)")
@@ -66,6 +86,18 @@ def open_line(source: str, group: str, port: int, iface_addr: str | None):  # no
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.strategy:
+        from efsdk.cli.run_strategy import run_strategy  # noqa: PLC0415
+
+        return run_strategy(args)
+    if args.replay or args.sim or args.orders:
+        raise ConfigError("--replay, --sim and --orders drive a strategy: give the STRATEGY.py file first")
+    if not args.feed:
+        raise ConfigError("efsdk run needs --feed GROUP:PORT (or a STRATEGY.py to run on --replay/--sim)")
+    return run_books(args)
+
+
+def run_books(args: argparse.Namespace) -> int:
     from efsdk.live import LiveFeed  # noqa: PLC0415
     from efsdk.moldudp64 import MoldRerequester  # noqa: PLC0415
     from efsdk.pipeline import FeedHandler  # noqa: PLC0415
@@ -102,12 +134,7 @@ def run(args: argparse.Namespace) -> int:
             if book is not None:
                 out.print(depth_table(book, args.depth))
         if args.json:
-            text = json.dumps(summary, indent=2)
-            if args.json == "-":
-                print(text)
-            else:
-                with open(args.json, "w", encoding="utf-8") as f:
-                    f.write(text + "\n")
+            write_json(args.json, summary)
     return 0 if not live.lost else 3
 
 

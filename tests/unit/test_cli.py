@@ -100,7 +100,7 @@ def test_replay_errors_are_one_line_not_tracebacks(tmp_path):
 
 
 def test_demo_runs_the_whole_path():
-    proc = efsdk("demo", "--messages", "30000", "--symbols", "8", "--watch", "3")
+    proc = efsdk("demo", "--offline", "--messages", "30000", "--symbols", "8", "--watch", "3")
     out = proc.stdout
     assert "What the strategy saw" in out
     assert "30,000 feed messages scanned" in out
