@@ -99,6 +99,9 @@ class StrategyRuntime:
         # syscall per book event would cost more than the event).
         self._pump_per_event = bool(getattr(gateway, "answers_immediately", False))
         self._reconnects_seen = 0
+        # A fill model watches the market before the strategy does (network gateways don't).
+        self._gateway_on_book = getattr(gateway, "on_book", None)
+        self._gateway_on_trade = getattr(gateway, "on_trade", None)
         self.tick_to_trade = HdrHistogram(1, LATENCY_MAX_NS, 3)
         self._in_market_hook = False
         self.orders: OrderManager | None = None
@@ -153,9 +156,8 @@ class StrategyRuntime:
 
     def _on_book(self, book: OrderBook, event: BookEvent) -> None:
         self.events += 1
-        gateway = self.gateway
-        if gateway is not None and hasattr(gateway, "on_book"):
-            gateway.on_book(book, event)  # the replay fill model sees the market first
+        if self._gateway_on_book is not None:
+            self._gateway_on_book(book, event)  # the replay fill model sees the market first
         self._in_market_hook = True
         try:
             self.strategy.on_book(book.symbol, book, event)  # type: ignore[arg-type]
@@ -170,9 +172,8 @@ class StrategyRuntime:
 
     def _on_trade(self, book: OrderBook, trade: Trade) -> None:
         self.trades += 1
-        gateway = self.gateway
-        if gateway is not None and hasattr(gateway, "on_trade"):
-            gateway.on_trade(book, trade)
+        if self._gateway_on_trade is not None:
+            self._gateway_on_trade(book, trade)
         self._in_market_hook = True
         try:
             self.strategy.on_trade(book.symbol, trade)  # type: ignore[arg-type]
