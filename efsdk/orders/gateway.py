@@ -72,6 +72,9 @@ class SoupGateway(Resource):
     def send(self, message: tuple) -> int:
         """Encode and send one OUCH request; returns wall-clock ns after the bytes went to the socket."""
         client = self.client
+        if self.ended:
+            raise SessionError(f"order session to {self.address[0]}:{self.address[1]} has ended (end of session); "
+                               "request not sent")  # fmt: skip
         if not client.logged_in:
             self._recover(block=True)
             if not client.logged_in:

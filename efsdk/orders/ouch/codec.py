@@ -277,7 +277,8 @@ def _encode_checked(layout: MessageLayout, msg: tuple[Any, ...]) -> bytes:
                     raise ValueError(f"needs an int, got {type(value).__name__} {value!r}")
                 top = (1 << (8 * struct.calcsize(">" + code))) - 1
                 if not 0 <= value <= top:
-                    raise ValueError(f"{value} does not fit the {(top.bit_length() + 7) // 8}-byte unsigned field (0..{top})")
+                    width = (top.bit_length() + 7) // 8
+                    raise ValueError(f"{value} does not fit the {width}-byte unsigned field (0..{top})")
                 values.append(value)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None

@@ -317,7 +317,8 @@ class SoupClient(Resource):
         while self._state is SoupState.LOGGING_IN:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._disconnect(SoupEvent.LOGIN_TIMEOUT, f"no answer to the login within {self.config.login_timeout:g} s")
+                waited = self.config.login_timeout if timeout is None else timeout
+                self._disconnect(SoupEvent.LOGIN_TIMEOUT, f"no answer to the login within {waited:g} s")
                 break
             self.poll(min(remaining, 0.05))
         if self._state in (SoupState.LOGGED_IN, SoupState.ENDED):
@@ -388,6 +389,8 @@ class SoupClient(Resource):
             out += frame
             self._flush()
             sent = _now()
+            if self._sock is None:
+                raise SessionError(f"SoupBinTCP send failed: {self._last_event}")
         else:
             try:
                 n = sock.send(frame)
@@ -514,8 +517,9 @@ class SoupClient(Resource):
                 i += 1
                 counts[t] = counts.get(t, 0) + 1
                 if t == "S":
-                    if self._state is not SoupState.LOGGED_IN:
-                        self._violation(f"sequenced data while {self._state.value}")
+                    state = self._state
+                    if state is not SoupState.LOGGED_IN and state is not SoupState.LOGGING_OUT:
+                        self._violation(f"sequenced data while {state.value}")
                         return delivered
                     seq = self._next_seq
                     self._next_seq = seq + 1
@@ -538,7 +542,8 @@ class SoupClient(Resource):
                     stats.end_of_session += 1
                     if self._state is SoupState.LOGGED_IN:
                         self._state = SoupState.ENDED
-                    self._event(SoupEvent.END_OF_SESSION, f"session {self._session!r} ended at sequence {self._next_seq}")
+                    detail = f"session {self._session!r} ended at sequence {self._next_seq}"
+                    self._event(SoupEvent.END_OF_SESSION, detail)
                 else:  # "+": debug text, to be ignored
                     stats.debug_packets += 1
         except BaseException:
