@@ -1,14 +1,18 @@
 """``efsdk bench wire``: frame-source latency and throughput on a real veth pair.
 
-Two network namespaces are created for the run (``efsdkbw<pid>tx`` /
-``efsdkbw<pid>rx``) joined by a veth pair addressed in the RFC 2544 range
-198.18.0.0/15; the same multicast traffic (239.255.77.1, TTL 1) is sent from
-the ``tx`` namespace to every backend in the ``rx`` namespace, one backend at
-a time, each in a fresh receiver process:
+Two network namespaces are created for the run (``efsdkbw<pid>…tx`` /
+``efsdkbw<pid>…rx``, :mod:`efsdk.netns`) joined by a single-queue veth pair
+addressed in the RFC 2544 range 198.18.0.0/15; the same multicast traffic
+(239.255.77.1, TTL 1) is sent from the ``tx`` namespace to every backend in
+the ``rx`` namespace, one backend at a time, each in a fresh receiver process:
 
 * ``udp`` - the kernel UDP source (``recvmmsg`` batches);
 * ``afpacket-v3`` - AF_PACKET TPACKET_V3 ring, 1 ms block retire timer;
 * ``afpacket-v2`` - AF_PACKET TPACKET_V2 ring;
+* ``afxdp`` - AF_XDP socket on rx queue 0 behind efsdk's XDP filter (veth:
+  native XDP, copy mode; timestamps taken by the XDP program at XDP entry,
+  so they include no more of the stack than the others' ``skb`` stamps);
+  measured only when ``efsdk._native_afxdp`` is built;
 * ``python-loop`` - the baseline: ``socket.recvmsg`` one datagram per call,
   kernel timestamp from ``SO_TIMESTAMPNS`` (the same software timestamp).
 
@@ -34,17 +38,15 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from efsdk.netns import NetnsPair, Worker, start_in_ns, veth_pair
 
 __all__ = [
     "BACKENDS",
@@ -66,6 +68,7 @@ BACKENDS = {
     "udp": "kernel UDP, recvmmsg",
     "afpacket-v3": "AF_PACKET TPACKET_V3, retire 1 ms",
     "afpacket-v2": "AF_PACKET TPACKET_V2",
+    "afxdp": "AF_XDP, XDP filter + UMEM (veth: copy mode)",
     "python-loop": "socket.recvmsg loop (baseline)",
 }
 #: The issue's goals (reported against, never asserted).
@@ -75,11 +78,8 @@ TARGETS = {
     "p99_us": 20.0,  # AF_XDP / AF_PACKET
     "p99_vs_loop": 3.0,  # p99 at least 3x better than the plain loop
 }
-_RING_BACKENDS = ("afpacket-v3", "afpacket-v2")
+_RING_BACKENDS = ("afpacket-v3", "afpacket-v2", "afxdp")
 _ALLOWED = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("239.0.0.0/8"))
-_PKG_ROOT = str(Path(__file__).resolve().parents[1])  # so children import this efsdk
-_READY = "__READY__"
-_RESULT = "__RESULT__ "
 
 
 # --------------------------------------------------------------------------- namespaces
@@ -96,121 +96,30 @@ def skip_reason() -> str | None:
     return None
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc
+def available_backends() -> list[str]:
+    """The backends this build can measure: all of :data:`BACKENDS` but ``afxdp`` when its module is not built."""
+    from efsdk.sources.afxdp import afxdp_available
 
-
-@dataclass(frozen=True)
-class Wire:
-    tx_ns: str
-    rx_ns: str
-    tx_if: str
-    rx_if: str
-    tx_addr: str
-    rx_addr: str
-
-    def as_dict(self) -> dict[str, str]:
-        return dict(self.__dict__)
+    return [b for b in BACKENDS if b != "afxdp" or afxdp_available()]
 
 
 @contextlib.contextmanager
-def veth_wire() -> Iterator[Wire]:
-    """Two fresh namespaces + a veth pair 198.18.X.1 <-> .2/24 inside them; deleted on exit."""
-    tag = str(os.getpid() % 100000)
+def veth_wire() -> Iterator[NetnsPair]:
+    """Two fresh namespaces + a single-queue veth pair 198.18.X.1 <-> .2/24 inside them; deleted on exit.
+
+    One queue per end: an AF_XDP socket binds one rx queue, and the sender's
+    flows would otherwise spread over one queue per CPU.
+    """
     subnet = 100 + os.getpid() % 100
-    w = Wire(
-        tx_ns=f"efsdkbw{tag}tx",
-        rx_ns=f"efsdkbw{tag}rx",
-        tx_if=f"bw{tag}t",
-        rx_if=f"bw{tag}r",
-        tx_addr=f"198.18.{subnet}.1",
-        rx_addr=f"198.18.{subnet}.2",
-    )
-    try:
-        for ns in (w.tx_ns, w.rx_ns):
-            _ip("netns", "del", ns, check=False)  # a crashed earlier run with our pid
-            _ip("netns", "add", ns)
-        _ip("link", "add", w.tx_if, "netns", w.tx_ns, "type", "veth", "peer", "name", w.rx_if, "netns", w.rx_ns)
-        for ns, ifname, addr in ((w.tx_ns, w.tx_if, w.tx_addr), (w.rx_ns, w.rx_if, w.rx_addr)):
-            for key in ("all", "default", ifname):  # no IPv6 noise on the wire
-                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"],
-                               capture_output=True)  # fmt: skip
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", ifname)
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "link", "set", ifname, "up")
+    with veth_pair(subnet, queues=1, prefix="efsdkbw", if_prefix="bw") as w:
         yield w
-    finally:
-        for ns in (w.tx_ns, w.rx_ns):  # the veth dies with its namespace
-            _ip("netns", "del", ns, check=False)
-
-
-class _Child:
-    """``_child_main`` running one function of this module inside a namespace."""
-
-    def __init__(self, ns: str, func: str, **kwargs: Any) -> None:
-        self.func = func
-        env = dict(os.environ, PYTHONPATH=_PKG_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   PYTHONUNBUFFERED="1")  # fmt: skip
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "efsdk.bench_wire", func],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(kwargs) + "\n")
-        self.proc.stdin.close()
-        self.proc.stdin = None
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            if line.strip() == _READY:
-                return
-        self.kill()
-        raise RuntimeError(f"{self.func} never became ready: {self._err()}")
-
-    def result(self, timeout: float) -> dict[str, Any]:
-        try:
-            out, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise RuntimeError(f"{self.func} did not finish in {timeout:.0f} s") from None
-        for line in reversed(out.splitlines()):
-            if line.startswith(_RESULT):
-                return json.loads(line[len(_RESULT):])
-        raise RuntimeError(f"{self.func} failed (rc={self.proc.returncode}):\n{err.strip()}")
-
-    def _err(self) -> str:
-        try:
-            return (self.proc.communicate(timeout=2)[1] or "").strip() or "(no stderr)"
-        except (subprocess.TimeoutExpired, ValueError):
-            return "(no stderr)"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
 
 
 # --------------------------------------------------------------------------- in the namespaces
 
 
-def _ready() -> None:
-    print(_READY, flush=True)
-
-
-def send(dst: str, port: int, src_addr: str, seconds: float, rate: int, start_at: float) -> dict[str, Any]:
+def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds: float, rate: int,
+         start_at: float) -> dict[str, Any]:  # fmt: skip
     """Send ``PAYLOAD_SIZE``-byte datagrams to ``dst:port`` for ``seconds``: paced at ``rate``/s, or flat out (0)."""
     import socket
 
@@ -225,7 +134,7 @@ def send(dst: str, port: int, src_addr: str, seconds: float, rate: int, start_at
     data = bytes(PAYLOAD_SIZE)
     addr = (dst, port)
     sendto = s.sendto
-    _ready()
+    ready()
     clock = time.perf_counter
     yield_cpu = os.sched_yield
     while time.time() < start_at:  # every sender starts together
@@ -268,16 +177,19 @@ def send(dst: str, port: int, src_addr: str, seconds: float, rate: int, start_at
     return {"sent": sent, "errors": errors, "elapsed": elapsed}
 
 
-def receive(backend: str, rx_if: str, rx_addr: str, mode: str, seconds: float, busy: bool) -> dict[str, Any]:
+def receive(ready: Callable[[], None], backend: str, rx_if: str, rx_addr: str, mode: str, seconds: float,
+            busy: bool) -> dict[str, Any]:  # fmt: skip
     """Receive on ``backend`` until the traffic stops; latency histogram (``mode="latency"``) or counts."""
     if backend == "python-loop":
-        return _receive_loop(rx_addr, mode, seconds, busy)
+        return _receive_loop(ready, rx_addr, mode, seconds, busy)
     import dataclasses
 
     from efsdk.sources import open_source
 
     if backend == "udp":
         src = open_source("udp", group=GROUP, port=PORT, iface_addr=rx_addr, busy=busy, batch=256)
+    elif backend == "afxdp":
+        src = open_source("afxdp", iface=rx_if, feeds=[(GROUP, PORT)], busy=busy, batch=256)
     else:
         version = 3 if backend == "afpacket-v3" else 2
         src = open_source("afpacket", iface=rx_if, version=version, feeds=[(GROUP, PORT)], retire_ms=1, busy=busy)
@@ -289,7 +201,7 @@ def receive(backend: str, rx_if: str, rx_addr: str, mode: str, seconds: float, b
     deadline = clock() + seconds + 20
     idle = 0.5  # the traffic is over this long after the last frame
     with src:
-        _ready()
+        ready()
         poll = src.poll
         if mode == "latency":
             while True:
@@ -318,7 +230,7 @@ def receive(backend: str, rx_if: str, rx_addr: str, mode: str, seconds: float, b
     return _summary(mode, lat, frames, batches, t_first, t_last, stats)
 
 
-def _receive_loop(rx_addr: str, mode: str, seconds: float, busy: bool) -> dict[str, Any]:
+def _receive_loop(ready: Callable[[], None], rx_addr: str, mode: str, seconds: float, busy: bool) -> dict[str, Any]:
     """The plain-Python baseline: one ``recvmsg`` per datagram, ``SO_TIMESTAMPNS`` for the kernel time."""
     import socket
     import struct
@@ -348,7 +260,7 @@ def _receive_loop(rx_addr: str, mode: str, seconds: float, busy: bool) -> dict[s
     deadline = clock() + seconds + 20
     idle = 0.5
     blocked = (BlockingIOError, TimeoutError)
-    _ready()
+    ready()
     while True:
         try:
             data, anc, _flags, _addr = recvmsg(2048, cmsg_space)
@@ -412,30 +324,22 @@ def _percentiles(lat_ns: list[int]) -> dict[str, Any]:
     }
 
 
-def _child_main() -> int:
-    func = {"send": send, "receive": receive}[sys.argv[1]]
-    kwargs = json.loads(sys.stdin.readline())
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent owns Ctrl-C; die quietly
-    result = func(**kwargs)
-    print(_RESULT + json.dumps(result), flush=True)
-    return 0
-
-
 # --------------------------------------------------------------------------- the run
 
 
-def _phase(w: Wire, backend: str, mode: str, seconds: float, rate: int, senders: int, busy: bool) -> dict[str, Any]:
-    children: list[_Child] = []
+def _phase(w: NetnsPair, backend: str, mode: str, seconds: float, rate: int, senders: int,
+           busy: bool) -> dict[str, Any]:  # fmt: skip
+    children: list[Worker] = []
     try:
-        rx = _Child(w.rx_ns, "receive", backend=backend, rx_if=w.rx_if, rx_addr=w.rx_addr, mode=mode,
-                    seconds=seconds, busy=busy)  # fmt: skip
+        rx = start_in_ns(w.rx_ns, f"{__name__}:receive", backend=backend, rx_if=w.rx_if, rx_addr=w.rx_addr,
+                         mode=mode, seconds=seconds, busy=busy)  # fmt: skip
         children.append(rx)
         rx.wait_ready()
         start_at = time.time() + 0.3 + 0.1 * senders
         txs = []
         for _ in range(senders):
-            tx = _Child(w.tx_ns, "send", dst=GROUP, port=PORT, src_addr=w.tx_addr, seconds=seconds,
-                        rate=rate, start_at=start_at)  # fmt: skip
+            tx = start_in_ns(w.tx_ns, f"{__name__}:send", dst=GROUP, port=PORT, src_addr=w.tx_addr,
+                             seconds=seconds, rate=rate, start_at=start_at)  # fmt: skip
             children.append(tx)
             txs.append(tx)
         for tx in txs:
@@ -475,10 +379,15 @@ def run(
     reason = skip_reason()
     if reason:
         raise RuntimeError(reason)
-    backends = list(backends or BACKENDS)
+    available = available_backends()
+    backends = list(backends or available)
     for b in backends:
         if b not in BACKENDS:
             raise ValueError(f"unknown backend {b!r}; one of {', '.join(BACKENDS)}")
+        if b not in available:
+            from efsdk.sources.afxdp import NOT_BUILT
+
+            raise RuntimeError(f"backend {b!r}: {NOT_BUILT}")
     cpus = os.cpu_count() or 1
     if senders is None:
         senders = max(1, min(4, cpus - 1))
@@ -555,7 +464,3 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         }
         out[b] = v
     return out
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main())

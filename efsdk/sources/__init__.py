@@ -5,6 +5,7 @@
     open_source("udp", group="239.1.1.1", port=26400, iface_addr="198.18.0.2")
     open_source("afpacket", iface="eth1", version=3, feeds=[("239.1.1.1", 26400)])
     open_source("efvi", iface="eth2", feeds=[("239.1.1.1", 26400)])   # needs Onload's ef_vi
+    open_source("afxdp", iface="eth1", feeds=[("239.1.1.1", 26400)])  # needs libxdp/libbpf at build
 
 and returns a :class:`~efsdk.sources.base.FrameSource`: ``poll(max, timeout)``
 -> :class:`~efsdk.sources.base.FrameBatch` of zero-copy ``(payload, ts_ns,
@@ -56,11 +57,14 @@ __all__ = [
 BACKENDS = {
     "udp": "efsdk.sources.udp:open_udp",
     "afpacket": "efsdk.sources.afpacket:open_afpacket",
-    # Optional native module: without it open_source raises NativeError saying how to build it.
+    # Optional native modules: without them open_source raises NativeError saying how to build them.
     "efvi": "efsdk.sources.efvi:open_efvi",
+    "afxdp": "efsdk.sources.afxdp:open_afxdp",
 }
+#: Other spellings of a backend: one canonical name, a clear error for the rest.
+_SPELLINGS = {"af_xdp": "afxdp", "xdp": "afxdp"}
 #: Named in issue 3, not implemented yet: say so instead of "unknown".
-_PLANNED = {"af_xdp": "AF_XDP", "xdp": "AF_XDP", "pcap": "pcap replay"}
+_PLANNED = {"pcap": "pcap replay"}
 
 
 def open_source(kind: str, **kwargs: Any) -> FrameSource:
@@ -69,12 +73,17 @@ def open_source(kind: str, **kwargs: Any) -> FrameSource:
     Raises :class:`~efsdk.errors.ConfigError` for an unknown or not yet
     available backend, :class:`~efsdk.errors.NativeError` when the native
     module is missing (``efvi``: Onload headers + libciul were not found at
-    install time), :class:`SourceError` when the kernel refuses.
+    install time; ``afxdp``: libxdp/libbpf were not found), :class:`SourceError`
+    when the kernel refuses.
     """
     import importlib
 
     target = BACKENDS.get(kind)
     if target is None:
+        if kind in _SPELLINGS:
+            raise ConfigError(
+                f"frame source {kind!r} (AF_XDP) is not available under that name: use {_SPELLINGS[kind]!r}"
+            )
         if kind in _PLANNED:
             raise ConfigError(
                 f"frame source {kind!r} ({_PLANNED[kind]}) is not available in this build; "
