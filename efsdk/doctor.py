@@ -197,6 +197,23 @@ def check_efvi(root: str | os.PathLike[str]) -> Iterator[Check]:
     yield Check("efvi.native", "ef_vi binding", "pass", f"{NATIVE_EFVI} built" + (f" ({version})" if version else ""))
 
 
+def check_afxdp(root: str | os.PathLike[str]) -> Iterator[Check]:
+    """The optional AF_XDP binding (libxdp + libbpf); the kernel side is probed when a source opens."""
+    try:
+        from efsdk.sources.afxdp import afxdp_available, libbpf_version  # noqa: PLC0415
+
+        built = afxdp_available()
+    except Exception as exc:  # a stale/broken build must be reported, not crash doctor
+        yield Check("afxdp.native", "AF_XDP binding", "fail", f"efsdk._native_afxdp fails to import: {exc}",
+                    "rebuild efsdk")  # fmt: skip
+        return
+    if built:
+        yield Check("afxdp.native", "AF_XDP binding", "pass", f"efsdk._native_afxdp built (libbpf {libbpf_version()})")
+    else:
+        yield Check("afxdp.native", "AF_XDP binding", "warn", "efsdk._native_afxdp not built: needs libxdp + libbpf",
+                    "apt-get install libxdp-dev libbpf-dev pkg-config, then rebuild efsdk")  # fmt: skip
+
+
 def check_onload(root: str | os.PathLike[str]) -> Iterator[Check]:
     st = detect.onload_status(root)
     if st.launcher:
@@ -369,6 +386,7 @@ def check_rp_filter(root: str | os.PathLike[str]) -> Iterator[Check]:
 CHECKS: tuple[tuple[str, Callable[[str | os.PathLike[str]], Iterator[Check]]], ...] = (
     ("nic", check_nics),
     ("efvi", check_efvi),
+    ("afxdp", check_afxdp),
     ("onload", check_onload),
     ("mem.hugepages", check_hugepages),
     ("cpu", check_cpus),

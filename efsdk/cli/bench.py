@@ -383,5 +383,5 @@ def _print_wire(console: Any, doc: dict[str, Any]) -> None:
     console.print(
         f"latency: time.time_ns() when the batch (python-loop: the datagram) is in Python minus the kernel's "
         f"software rx timestamp, first {cfg['warmup_frames']} frames not recorded; targets (p50/p99) apply to "
-        "AF_PACKET (and AF_XDP, not built); 'lost before socket' = sent - received - kernel drops (veth backlog)."
+        "AF_PACKET and AF_XDP; 'lost before socket' = sent - received - kernel drops (veth backlog)."
     )

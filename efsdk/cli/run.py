@@ -23,7 +23,10 @@ from efsdk.cli._format import console, depth_table, rate, write_json
 from efsdk.cli.replay import parse_symbols
 from efsdk.errors import ConfigError
 
-_SOURCES = "udp | afpacket:IFACE | afpacket2:IFACE (TPACKET_V2: per-frame, lowest latency)"
+_SOURCES = (
+    "udp | afpacket:IFACE | afpacket2:IFACE (TPACKET_V2: per-frame, lowest latency) "
+    "| afxdp:IFACE[@QUEUE] (AF_XDP; one source per interface)"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +85,15 @@ def open_line(source: str, group: str, port: int, iface_addr: str | None):  # no
         if not iface:
             raise ConfigError(f"--source {kind} needs an interface: {kind}:eth0")
         return open_source("afpacket", iface=iface, version=2 if kind == "afpacket2" else 3, feeds=[(group, port)])
+    if kind == "afxdp":
+        if not iface:
+            raise ConfigError("--source afxdp needs an interface: afxdp:eth0 (or afxdp:eth0@2 for rx queue 2)")
+        name, _, queue = iface.partition("@")
+        try:
+            queue_id = int(queue or 0)
+        except ValueError:
+            raise ConfigError(f"afxdp queue must be a number: afxdp:{name}@2, not {iface!r}") from None
+        return open_source("afxdp", iface=name, queue=queue_id, feeds=[(group, port)])
     raise ConfigError(f"unknown --source {source!r}; one of: {_SOURCES}")
 
 

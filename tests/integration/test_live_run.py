@@ -101,16 +101,21 @@ def publish_in_ns(ready, dest, server_bind, interface, messages, seed, impaired=
 
 
 @pytest.mark.skipif(not native_available(), reason="efsdk._native_sources is not built")
-@pytest.mark.parametrize("source", ["udp", "afpacket"])
+@pytest.mark.parametrize("source", ["udp", "afpacket", "afxdp"])
 def test_run_multicast_across_namespaces(tmp_path, source):
     reason = netns_skip_reason()
+    if source == "afxdp":
+        from efsdk.sources.afxdp import afxdp_available
+
+        if not afxdp_available():
+            pytest.skip("efsdk._native_afxdp is not built (needs libxdp-dev libbpf-dev)")
     if reason:
         pytest.skip(reason)
     msgs, summary = make_session()
     group, port, rport = "239.1.1.7", 26470, 26471
     with veth_pair(subnet=7) as pair:
         out = tmp_path / "live.json"
-        src = "udp" if source == "udp" else f"afpacket:{pair.rx_if}"
+        src = "udp" if source == "udp" else f"{source}:{pair.rx_if}"
         proc = run_efsdk(
             ["--source", src, "--feed", f"{group}:{port}", "--iface-addr", pair.rx_addr,
              "--rerequest", f"{pair.tx_addr}:{rport}", "--duration", str(DEADLINE - 10), "--json", str(out)],
