@@ -164,3 +164,19 @@ def test_position_average_cost_and_flip():
     assert pos.shares == -50 and pos.average_price == 9_0000
     assert pos.cash == -100 * 10_0000 - 100 * 12_0000 + 150 * 13_0000 + 100 * 9_0000
     assert pos.realized + pos.unrealized(8_0000) == pos.cash + pos.shares * 8_0000
+
+
+def test_kill_switch_leaves_nothing_resting_at_the_exchange():
+    engine, flow, gw, mgr, updates = setup(risk=RiskConfig(price_collar=None))
+    bid, ask = engine.best("AAA")
+    for i in range(5):
+        mgr.submit("AAA", "B", 100, bid - 100 * (i + 1))
+        mgr.submit("BBB", "S", 100, engine.best("BBB")[1] + 100 * (i + 1))
+    pump(gw, mgr)
+    assert len(engine.live_orders(ME)) == 10
+    assert mgr.kill("test") == 10
+    pump(gw, mgr)
+    assert engine.live_orders(ME) == [] and mgr.open_orders() == []
+    with pytest.raises(RiskRejected, match="kill switch"):
+        mgr.submit("AAA", "B", 100, bid)
+    assert sum(1 for u in updates if u.kind is UpdateKind.CANCELED) == 10
