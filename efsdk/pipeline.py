@@ -134,6 +134,12 @@ class FeedHandler:
         #: Timestamp (ns, wall clock) of the frame whose messages are being
         #: applied, set by the live driver per frame; 0 on a file replay.
         self.frame_ts = 0
+        #: Called after each applied batch with ``(ops, chunk)`` (e.g. the
+        #: ZeroMQ publisher); once per batch, never per message.
+        self.batch_listeners: list[Callable[[memoryview, Any], None]] = []
+        #: Called with the stock locate of each P/Q print (trades that leave
+        #: resting orders alone, so no op record shows them).
+        self.print_listeners: list[Callable[[int], None]] = []
 
     # ------------------------------------------------------------------ input
     def process(self, buf: Any, base_offset: int = 0) -> int:
@@ -204,6 +210,8 @@ class FeedHandler:
             self.builder.apply_ops(words, self._on_message, self._on_anomaly)
         else:
             self._apply_each(words)
+        for listener in self.batch_listeners:
+            listener(ops, chunk)
 
     def _apply_each(self, words: Sequence[int]) -> None:
         """Strategy path: one record at a time, telling ``on_book`` what changed."""
@@ -260,6 +268,8 @@ class FeedHandler:
             book = self.builder.book_for(locate)
             book.volume += msg.shares
             book.last_price = msg.price if type_byte == _P else msg.cross_price
+            for listener in self.print_listeners:
+                listener(locate)
             if self.on_trade is not None:
                 if type_byte == _P:
                     trade = Trade(msg.price, msg.shares, msg.side, msg.timestamp, "P", msg.match_number)

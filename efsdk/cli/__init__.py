@@ -15,7 +15,7 @@ from efsdk import __version__
 from efsdk.errors import EfsdkError
 
 # Module names under efsdk.cli, in the order `efsdk --help` lists them.
-_COMMANDS = ("demo", "replay", "run", "sim", "record", "gen_itch", "bench", "onload", "doctor")
+_COMMANDS = ("demo", "replay", "run", "sim", "publish", "subscribe", "record", "gen_itch", "bench", "onload", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from rich.console import Console
@@ -123,10 +124,16 @@ def strategy_table(summary: dict[str, Any], title: str) -> Table:
 
 
 def write_json(path: str, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` ('-' = stdout); values JSON lacks become strings."""
+    """Write ``data`` as indented JSON to ``path`` ('-' = stdout); values JSON lacks become strings.
+
+    The file appears whole (written aside, then renamed): another process
+    polling for it never reads half a document.
+    """
     text = json.dumps(data, indent=2, default=str)
     if path == "-":
         print(text)
-    else:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        return
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,55 @@
+"""``--publish ENDPOINT`` for the commands that build books (run, demo): one publisher, attached and served."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+#: How often the idle hook serves snapshot requests: often enough for a late
+#: subscriber, rare enough to cost the feed loop nothing measurable.
+SERVE_EVERY_S = 0.005
+
+
+def add_publish_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--publish", metavar="ENDPOINT",
+                        help="also fan the books out over ZeroMQ PUB (tcp://HOST:PORT or ipc://PATH); "
+                             "read them with `efsdk subscribe`")  # fmt: skip
+    parser.add_argument("--publish-snapshots", metavar="ENDPOINT",
+                        help="snapshot server endpoint (default: the stream's port + 1, or ipc PATH.snap)")  # fmt: skip
+
+
+class AttachedPublisher:
+    """``on_feed`` attaches the publisher to a feed handler, ``idle`` serves it between batches."""
+
+    def __init__(self, publisher: Any) -> None:
+        self.publisher = publisher
+        self._next = 0.0
+
+    def on_feed(self, feed: Any) -> None:
+        self.publisher.attach(feed)
+
+    def idle(self) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + SERVE_EVERY_S
+            self.publisher.poll(0.0)
+
+
+@contextlib.contextmanager
+def publisher_from_args(args: argparse.Namespace) -> Iterator[AttachedPublisher | None]:
+    """The publisher ``--publish`` asks for (``None`` without it); final snapshots are sent on exit."""
+    if not getattr(args, "publish", None):
+        yield None
+        return
+    from efsdk.publish.publisher import BookPublisher, PublisherConfig  # noqa: PLC0415
+
+    with BookPublisher(PublisherConfig(endpoint=args.publish, snapshot_endpoint=args.publish_snapshots)) as pub:
+        attached = AttachedPublisher(pub)
+        try:
+            yield attached
+        finally:
+            pub.finish()
+            pub.poll(0.0)
