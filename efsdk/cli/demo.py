@@ -19,8 +19,9 @@ import argparse
 
 from rich.table import Table
 
-from efsdk.cli._format import console, depth_table, price, rate
+from efsdk.cli._format import book_json, console, depth_table, price, rate
 from efsdk.errors import ConfigError
+from efsdk.publish.attach import add_publish_option, publisher_from_args
 
 _HOUR_NS = 3_600_000_000_000
 _STRATEGIES = ("maker", "taker")
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--messages", type=int, default=300_000, help="--offline: messages in the day (default 300,000)")
     p.add_argument("--watch", type=int, default=4, help="--offline: symbols the observer watches (default 4)")
     p.add_argument("--json", metavar="OUT", help="write the final summary as JSON ('-' for stdout)")
+    add_publish_option(p)
     p.set_defaults(func=run)
 
 
@@ -75,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         f"native decode -> pure-Python books -> {type(strategy).__name__} -> OUCH 4.2 / SoupBinTCP -> exchange; "
         f"{args.duration:g} s"
     )
-    sim = _with_status(out, lambda status: run_sim(strategy, duration=args.duration, flow_rate=args.flow_rate,
-                                                   seed=args.seed, on_status=status))  # fmt: skip
+    with publisher_from_args(args) as publisher:
+        hooks = {"on_feed": publisher.on_feed, "idle": publisher.idle} if publisher is not None else {}
+        sim = _with_status(out, lambda status: run_sim(strategy, duration=args.duration, flow_rate=args.flow_rate,
+                                                       seed=args.seed, on_status=status, **hooks))  # fmt: skip
     result = sim.run
     summary = result.summary()
     feed = result.runtime.live  # type: ignore[attr-defined]
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         f"p50 {lat.get('p50_us', 0):.0f} us p99 {lat.get('p99_us', 0):.0f} us; exchange handled "
         f"{exchange.get('requests', 0):,} OUCH requests"
     )
+    summary["books"] = {s: book_json(b, 10) for s in symbols if (b := result.feed.builder.book(s)) is not None}
     for symbol in symbols[:2]:
         book = result.feed.builder.book(symbol)
         if book is not None:

@@ -22,6 +22,7 @@ from rich.table import Table
 from efsdk.cli._format import console, depth_table, rate, write_json
 from efsdk.cli.replay import parse_symbols
 from efsdk.errors import ConfigError
+from efsdk.publish.attach import add_publish_option, publisher_from_args
 
 _SOURCES = (
     "udp | afpacket:IFACE | afpacket2:IFACE (TPACKET_V2: per-frame, lowest latency) "
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--join-late", action="store_true", help="start at the first packet seen instead of sequence 1")
     p.add_argument("--depth", type=int, default=5, help="levels per side in the final books (default 5)")
     p.add_argument("--json", metavar="OUT", help="write the final summary as JSON ('-' for stdout)")
+    add_publish_option(p)
     p.set_defaults(func=run)
 
 
@@ -132,12 +134,17 @@ def run_books(args: argparse.Namespace) -> int:
     if server is not None:
         requester_for = lambda session: MoldRerequester(session, server, bind=("0.0.0.0", 0))  # noqa: E731
     feed = FeedHandler(symbols=symbols)
-    with LiveFeed(lines, feed, requester_for=requester_for, start_sequence=None if args.join_late else 1) as live:
+    with publisher_from_args(args) as publisher, \
+            LiveFeed(lines, feed, requester_for=requester_for, start_sequence=None if args.join_late else 1) as live:
+        idle = None
+        if publisher is not None:
+            publisher.on_feed(feed)
+            idle = publisher.idle
         if out.is_terminal:
             with Live(console=out, refresh_per_second=4, transient=True) as screen:
-                live.run(args.duration, on_status=lambda lf: screen.update(_status(lf)))
+                live.run(args.duration, on_status=lambda lf: screen.update(_status(lf)), service=idle)
         else:
-            live.run(args.duration)
+            live.run(args.duration, service=idle)
         summary = _summary(live)
         out.print(_summary_table(summary))
         books = [feed.builder.book(s) for s in symbols] if symbols else sorted(

@@ -10,6 +10,7 @@ from rich.live import Live
 from efsdk.cli._format import console, strategy_status, strategy_table, write_json
 from efsdk.cli.replay import parse_symbols
 from efsdk.errors import ConfigError
+from efsdk.publish.attach import publisher_from_args
 
 
 def run_strategy(args: argparse.Namespace) -> int:
@@ -26,17 +27,32 @@ def run_strategy(args: argparse.Namespace) -> int:
     out = console()
     out.print(f"[bold]efsdk run[/]: {type(strategy).__name__}({', '.join(strategy.config.symbols)}) on {drivers[0].lstrip('-')}")
     exit_code = 0
+    with publisher_from_args(args) as publisher:
+        hooks = {"on_feed": publisher.on_feed, "idle": publisher.idle} if publisher is not None else {}
+        summary, exit_code = _drive(args, strategy, out, hooks)
+    out.print(strategy_table(summary, f"{type(strategy).__name__} on {drivers[0].lstrip('-')}"))
+    if "reconciled_with_exchange" in summary:
+        out.print("positions, cash and fills match the exchange's record" if not summary["reconcile_problems"]
+                  else "[bold red]MISMATCH with the exchange:[/] " + "; ".join(summary["reconcile_problems"]))  # fmt: skip
+    if args.json:
+        write_json(args.json, summary)
+    return exit_code
+
+
+def _drive(args: argparse.Namespace, strategy, out, hooks: dict) -> tuple[dict, int]:  # noqa: ANN001
+    """Run ``strategy`` on the driver the flags chose; ``hooks`` (on_feed, idle) attach a publisher."""
+    exit_code = 0
     if args.replay:
         from efsdk.strategy import run_replay  # noqa: PLC0415
 
         with out.status(f"replaying {args.replay}"):
-            result = run_replay(strategy, args.replay)
+            result = run_replay(strategy, args.replay, on_feed=hooks.get("on_feed"))
         summary = result.summary()
     elif args.sim:
         from efsdk.strategy import run_sim  # noqa: PLC0415
 
         sim = _with_status(out, lambda status: run_sim(strategy, duration=args.duration or 10.0, on_status=status,
-                                                       token_prefix=args.token_prefix))  # fmt: skip
+                                                       token_prefix=args.token_prefix, **hooks))  # fmt: skip
         result = sim.run
         summary = result.summary()
         problems = sim.reconcile()
@@ -45,14 +61,8 @@ def run_strategy(args: argparse.Namespace) -> int:
         if problems:
             exit_code = 4
     else:
-        summary = _run_live(args, strategy, out)
-    out.print(strategy_table(summary, f"{type(strategy).__name__} on {drivers[0].lstrip('-')}"))
-    if "reconciled_with_exchange" in summary:
-        out.print("positions, cash and fills match the exchange's record" if not summary["reconcile_problems"]
-                  else "[bold red]MISMATCH with the exchange:[/] " + "; ".join(summary["reconcile_problems"]))  # fmt: skip
-    if args.json:
-        write_json(args.json, summary)
-    return exit_code
+        summary = _run_live(args, strategy, out, hooks)
+    return summary, exit_code
 
 
 def _with_status(out, run):  # noqa: ANN001, ANN202
@@ -63,7 +73,7 @@ def _with_status(out, run):  # noqa: ANN001, ANN202
         return run(lambda runtime: screen.update(strategy_status(runtime)))
 
 
-def _run_live(args: argparse.Namespace, strategy, out) -> dict:  # noqa: ANN001
+def _run_live(args: argparse.Namespace, strategy, out, hooks: dict) -> dict:  # noqa: ANN001
     from efsdk.cli.run import open_line, parse_endpoint  # noqa: PLC0415
     from efsdk.moldudp64 import MoldRerequester  # noqa: PLC0415
     from efsdk.strategy import run_live  # noqa: PLC0415
@@ -92,7 +102,8 @@ def _run_live(args: argparse.Namespace, strategy, out) -> dict:  # noqa: ANN001
             requester_for = lambda session: MoldRerequester(session, server, bind=("0.0.0.0", 0))  # noqa: E731
         result = _with_status(out, lambda status: run_live(
             strategy, lines, gateway=gateway, requester_for=requester_for, duration=args.duration,
-            start_sequence=None if args.join_late else 1, on_status=status, token_prefix=args.token_prefix))  # fmt: skip
+            start_sequence=None if args.join_late else 1, on_status=status, token_prefix=args.token_prefix,
+            **hooks))  # fmt: skip
     finally:
         if gateway is not None:
             gateway.close()

@@ -66,14 +66,18 @@ def run_replay(
     *,
     fills: bool = True,
     progress: Callable[[int], None] | None = None,
+    on_feed: Callable[[FeedHandler], None] | None = None,
 ) -> RunResult:
     """Replay ``source`` into ``strategy``; with ``fills`` its orders trade against the replayed book.
 
     Only the strategy's symbols are built (the native filter drops the rest
     before Python sees them).  Open orders are canceled after ``on_stop``.
+    ``on_feed(feed)`` sees the feed handler before the first message.
     """
     gateway = ReplayFillGateway() if fills else None
     runtime = StrategyRuntime(strategy, gateway)
+    if on_feed is not None:  # e.g. a ZeroMQ publisher attaching to the books
+        on_feed(runtime.feed)
     if isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(source)
     started = time.perf_counter()
@@ -104,17 +108,22 @@ def run_live(
     status_every: float = 1.0,
     stop_when: Callable[[StrategyRuntime], bool] | None = None,
     token_prefix: str = "EF",
+    on_feed: Callable[[FeedHandler], None] | None = None,
+    idle: Callable[[], object] | None = None,
 ) -> RunResult:
     """Run ``strategy`` on a live MoldUDP64 feed (``lines``: open frame sources by line name).
 
     ``gateway`` pumps its responses once per loop turn.  Stops at end of
     session, after ``duration`` s, when ``stop_when(runtime)`` is true, or on
     Ctrl-C; open orders are then canceled and their confirmations awaited
-    briefly.
+    briefly.  ``on_feed(feed)`` sees the feed handler before the first
+    message; ``idle()`` runs once per loop turn (e.g. a publisher's poll).
     """
     from efsdk.live import LiveFeed  # noqa: PLC0415
 
     runtime = StrategyRuntime(strategy, gateway, clock=wall_ns_since_midnight, token_prefix=token_prefix)
+    if on_feed is not None:
+        on_feed(runtime.feed)
     tick, pump = runtime.tick, runtime.pump
     timed = strategy.config.timer_interval_ms is not None
     started = time.perf_counter()
@@ -125,6 +134,8 @@ def run_live(
 
     def service() -> None:
         pump()
+        if idle is not None:
+            idle()
         if timed:
             tick(wall_ns_since_midnight())
         if stop_when is not None and stop_when(runtime):
@@ -188,6 +199,8 @@ def run_sim(
     on_status: Callable[[StrategyRuntime], None] | None = None,
     token_prefix: str = "EF",
     busy: bool = True,
+    on_feed: Callable[[FeedHandler], None] | None = None,
+    idle: Callable[[], object] | None = None,
 ) -> SimRunResult:
     """Trade ``strategy`` for ``duration`` s against the embedded exchange on loopback.
 
@@ -219,7 +232,7 @@ def run_sim(
             run = run_live(
                 strategy, {"A": line}, gateway=gateway, duration=duration, on_status=on_status,
                 requester_for=lambda s: MoldRerequester(s, sim.rerequest, bind=("127.0.0.1", 0)),
-                token_prefix=token_prefix,
+                token_prefix=token_prefix, on_feed=on_feed, idle=idle,
             )  # fmt: skip
         record = sim.stop()
     return SimRunResult(run, record, user)

@@ -138,3 +138,33 @@ def test_efsdk_demo_runs_the_full_loop(tmp_path):
     assert doc["reconciled_with_exchange"] and doc["fills"] > 0
     assert doc["tick_to_trade_us"]["samples"] > 0 and doc["feed_messages"] > 1000
     assert "match the exchange's record" in proc.stdout and "tick-to-trade" in proc.stdout
+
+
+def test_demo_publishes_its_books_to_a_subscriber_in_another_process(tmp_path):
+    """`efsdk demo --publish`: a subscriber process rebuilds the strategy's books from the ZeroMQ stream."""
+    endpoint = f"ipc://{tmp_path}/books"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="160")
+    sub_out = tmp_path / "sub.json"
+    subscriber = subprocess.Popen(
+        [sys.executable, "-m", "efsdk.cli", "subscribe", "--symbols", "AAPL,MSFT", "--endpoint", endpoint,
+         "--until-final", "--duration", "60", "--depth", "10", "--json", str(sub_out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    demo_out = tmp_path / "demo.json"
+    try:
+        demo = subprocess.run(
+            [sys.executable, "-m", "efsdk.cli", "demo", "--duration", "3", "--symbols", "AAPL,MSFT",
+             "--publish", endpoint, "--json", str(demo_out)],
+            capture_output=True, text=True, env=env, timeout=90, cwd=ROOT,
+        )  # fmt: skip
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        stdout, stderr = subscriber.communicate(timeout=60)
+    finally:
+        subscriber.kill()
+    assert subscriber.returncode == 0, stdout + stderr
+    books = json.loads(demo_out.read_text())["books"]
+    received = json.loads(sub_out.read_text())["books"]
+    for symbol in ("AAPL", "MSFT"):
+        assert received[symbol]["final"]
+        assert received[symbol]["bids"] == books[symbol]["bids"][:10]
+        assert received[symbol]["asks"] == books[symbol]["asks"][:10]
