@@ -7,7 +7,8 @@ quick local build that touches nothing but this module::
 
 The contract is ``frame_source.h``; the backends are ``src_udp.c`` (kernel UDP,
 recvmmsg) and ``src_afpacket.c`` (PACKET_RX_RING, TPACKET_V2/V3, parsing in
-``netparse.h``); the cffi declarations are in ``sources.cdef``.  Linux only:
+``netparse.h``); ``udp_blast.c`` is the benchmark's sendmmsg sender; the
+cffi declarations are in ``sources.cdef``.  Linux only:
 elsewhere the module is simply not built and ``efsdk.sources`` says so.
 """
 
@@ -43,7 +44,7 @@ def make_ffibuilder(path=_path) -> FFI:
     ffi.set_source(
         "efsdk._native_sources",
         '#include "frame_source.h"\n',
-        sources=[path("src_udp.c"), path("src_afpacket.c")],
+        sources=[path("src_udp.c"), path("src_afpacket.c"), path("udp_blast.c")],
         include_dirs=[path(".")],
         depends=[path("frame_source.h"), path("netparse.h"), path("sources.cdef")],
         extra_compile_args=_CFLAGS,

@@ -145,6 +145,10 @@ typedef struct efsdk_source {
 int efsdk_udp_open(const efsdk_source_config *cfg, efsdk_source **out);
 int efsdk_afpacket_open(const efsdk_source_config *cfg, efsdk_source **out);
 int efsdk_afpacket_available(int tpacket_version); /* 1 if compiled in */
+/* Benchmark sender (udp_blast.c): `len`-byte datagrams on connected UDP `fd`, flat out for
+ * `duration_ns`, `batch` per sendmmsg.  0 or -errno; *errors counts full-queue retries. */
+int efsdk_udp_blast(int fd, const uint8_t *payload, uint32_t len, uint32_t batch, uint64_t duration_ns,
+                    uint64_t *sent, uint64_t *errors);
 
 static inline int efsdk_sources_version(void) { return EFSDK_SOURCES_VERSION; }
 
