@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--password-env", default="EFSDK_OUCH_PASSWORD", metavar="VAR",
                    help="environment variable holding the order-entry password (default EFSDK_OUCH_PASSWORD)")  # fmt: skip
     p.add_argument("--token-prefix", default="EF", help="order token prefix, unique per account (default EF)")
+    p.add_argument("--first-token", type=int, default=1, metavar="N",
+                   help="first order token counter; after a restart the same day pass the counter the last run "
+                        "reported (tokens must be unique per day)")  # fmt: skip
     p.add_argument("--source", default="udp", help=f"frame source: {_SOURCES} (default udp)")
     p.add_argument("--feed", help="GROUP:PORT of line A, optionally ,GROUP:PORT of line B")
     p.add_argument("--iface-addr", help="local IPv4 address of the interface to join multicast on (udp source)")

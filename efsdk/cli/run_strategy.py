@@ -103,6 +103,7 @@ def _run_live(args: argparse.Namespace, strategy, out, hooks: dict) -> dict:  # 
         result = _with_status(out, lambda status: run_live(
             strategy, lines, gateway=gateway, requester_for=requester_for, duration=args.duration,
             start_sequence=None if args.join_late else 1, on_status=status, token_prefix=args.token_prefix,
+            first_token=args.first_token,
             **hooks))  # fmt: skip
     finally:
         if gateway is not None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from pydantic import SecretStr, ValidationError
 
 from efsdk.cli._format import console, write_json
 from efsdk.errors import ConfigError
+
+#: Environment variable with the simulator's order-entry password (argv is readable by every local user).
+PASSWORD_ENV = "EFSDK_SIM_PASSWORD"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feed-interface", help="local IPv4 to send multicast from")
     p.add_argument("--rerequest", default="127.0.0.1:26401", help="re-request server bind HOST:PORT (default %(default)s)")
     p.add_argument("--orders", default="127.0.0.1:26402", help="SoupBinTCP bind HOST:PORT (default %(default)s)")
-    p.add_argument("--user", action="append", metavar="NAME:PASSWORD",
-                   help="order-entry login (repeatable; default DEMO:demo)")  # fmt: skip
+    p.add_argument("--user", action="append", metavar="NAME",
+                   help="order-entry login name (repeatable; default DEMO); the password is read from "
+                        "$EFSDK_SIM_PASSWORD (default 'demo'), never from the command line")  # fmt: skip
     p.add_argument("--seed", type=int, default=1, help="background flow seed (default 1)")
     p.add_argument("--flow-rate", type=float, default=2000.0, help="background actions per second (default 2000)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
@@ -44,12 +49,12 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - ExchangeConfig
     feed = _endpoint(args.feed, "--feed")
     rereq = _endpoint(args.rerequest, "--rerequest")
     orders = _endpoint(args.orders, "--orders")
+    password = SecretStr(os.environ.get(PASSWORD_ENV, "demo"))
     users = {}
-    for item in args.user or ["DEMO:demo"]:
-        name, sep, password = item.partition(":")
-        if not sep or not name:
-            raise ConfigError("--user takes NAME:PASSWORD")
-        users[name] = SecretStr(password)
+    for name in args.user or ["DEMO"]:
+        if not name or ":" in name:
+            raise ConfigError(f"--user takes a login name; the password comes from ${PASSWORD_ENV}")
+        users[name] = password
     try:
         return ExchangeConfig(
             symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()),

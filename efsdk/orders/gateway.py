@@ -5,12 +5,14 @@ it to a :class:`~efsdk.orders.soupbintcp.client.SoupClient` (a plain kernel
 TCP socket, which Onload accelerates when the process runs under it), and
 decodes the sequenced responses for the order manager.
 
-On a lost connection it reconnects (bounded attempts, backoff) and logs in
-from the next expected sequence number, so the responses it missed are
-replayed and nothing is delivered twice.  It never re-sends a request: a
-request whose bytes were written before the loss is settled by the replayed
-responses, and a request made while disconnected raises
-:class:`~efsdk.errors.SessionError` instead of being queued for later.
+On a lost connection it reconnects from :meth:`SoupGateway.poll` (bounded
+attempts, exponential backoff, short connect/login timeouts so the feed
+loop that pumps it stalls as little as possible) and logs in from the next
+expected sequence number, so the responses it missed are replayed and
+nothing is delivered twice.  It never re-sends a request: a request whose
+bytes were written before the loss is settled by the order manager after
+the reconnect, and a request made while disconnected raises
+:class:`~efsdk.errors.SessionError` at once instead of being queued.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class SoupGateway(Resource):
         heartbeat_interval: float = 1.0,
         idle_timeout: float = 15.0,
         first_sequence: int = 0,
+        reconnect_timeout: float = 0.5,
     ) -> None:
         self.address = address
         self.reconnect_attempts = reconnect_attempts
@@ -53,9 +56,12 @@ class SoupGateway(Resource):
         self._next_attempt = 0.0
         self._attempts = 0
         self.reconnects = 0  # successful ones; the runtime then settles in-doubt orders
+        self.reconnect_timeout = reconnect_timeout
         self.client = SoupClient(
             SoupClientConfig(host=address[0], port=address[1], heartbeat_interval=heartbeat_interval,
-                             idle_timeout=idle_timeout, first_sequence=first_sequence),  # fmt: skip
+                             idle_timeout=idle_timeout, first_sequence=first_sequence,
+                             connect_timeout=max(reconnect_timeout, 0.1) * 4),  # the first connect may wait longer
+            # fmt: skip
             credentials,
             self._on_sequenced,
             self._on_event,
@@ -72,13 +78,9 @@ class SoupGateway(Resource):
     def send(self, message: tuple) -> int:
         """Encode and send one OUCH request; returns wall-clock ns after the bytes went to the socket."""
         client = self.client
-        if self.ended:
-            raise SessionError(f"order session to {self.address[0]}:{self.address[1]} has ended (end of session); "
-                               "request not sent")  # fmt: skip
         if not client.logged_in:
-            self._recover(block=True)
-            if not client.logged_in:
-                raise SessionError(f"order session to {self.address[0]}:{self.address[1]} is down; request not sent")
+            why = "has ended (end of session)" if self.ended else "is down (reconnecting)" if not self.lost else "is lost"
+            raise SessionError(f"order session to {self.address[0]}:{self.address[1]} {why}; request not sent")
         client.send(ouch.encode(message))
         return time.time_ns()
 
@@ -87,7 +89,7 @@ class SoupGateway(Resource):
         client = self.client
         client.poll(0.0)
         if not client.logged_in and not self.ended and not self.lost:
-            self._recover(block=False)
+            self._recover()
         out, self._out = self._out, []
         return out
 
@@ -109,27 +111,23 @@ class SoupGateway(Resource):
                 log.warning("orders: session to %s:%d lost (%s: %s); reconnecting", *self.address, event.value, detail)
 
     # ------------------------------------------------------------------ recovery
-    def _recover(self, block: bool) -> None:
-        """Reconnect from the next expected sequence; bounded attempts with backoff."""
-        while not self.lost and not self.client.logged_in:
-            now = time.monotonic()
-            if now < self._next_attempt:
-                if not block:
-                    return
-                time.sleep(self._next_attempt - now)
-            self._attempts += 1
-            try:
-                self.client.reconnect()
-                self._attempts = 0
-                self.reconnects += 1
+    def _recover(self) -> None:
+        """One reconnect attempt from the next expected sequence, if its backoff has passed."""
+        if time.monotonic() < self._next_attempt:
+            return
+        self._attempts += 1
+        try:
+            self.client.reconnect(timeout=self.reconnect_timeout)
+            self._attempts = 0
+            self.reconnects += 1
+            log.warning("orders: session to %s:%d re-established", *self.address)
+        except (OSError, SessionError) as exc:
+            self.failed_reconnects += 1
+            if self._attempts >= self.reconnect_attempts:
+                self.lost = True
+                log.error("orders: gave up on %s:%d after %d attempts (%s)", *self.address, self._attempts, exc)
                 return
-            except (OSError, SessionError) as exc:
-                self.failed_reconnects += 1
-                if self._attempts >= self.reconnect_attempts:
-                    self.lost = True
-                    log.error("orders: gave up on %s:%d after %d attempts (%s)", *self.address, self._attempts, exc)
-                    return
-                self._next_attempt = time.monotonic() + self.reconnect_backoff * 2 ** (self._attempts - 1)
+            self._next_attempt = time.monotonic() + self.reconnect_backoff * 2 ** (self._attempts - 1)
 
     def _release(self) -> None:
         try:

@@ -106,6 +106,7 @@ class Order:
     replaces: str | None = None  # token of the order this one replaces
     cancel_sent: bool = False  # a full cancel is on its way: cancel_all skips it
     in_doubt: bool = False  # unanswered when the session dropped: being settled by a cancel
+    epoch: int = 0  # gateway connection number it was sent on (see settle_in_doubt)
     reject_reason: str = ""
 
     @property
@@ -192,6 +193,7 @@ class ManagerStats:
     cancel_rejected: int = 0
     broken_trades: int = 0
     in_doubt: int = 0  # orders unanswered across a reconnect, settled with a cancel
+    not_sent: int = 0  # requests the gateway refused (session down): closed, never re-sent
     lost_in_reconnect: int = 0  # of those, the ones the exchange never received
 
 
@@ -223,7 +225,8 @@ class OrderManager:
         self.positions: dict[str, Position] = {}
         self.stats = ManagerStats()
         self.system_events: list[tuple[int, str]] = []
-        self._fills_by_match: dict[int, tuple[Order, int, int]] = {}  # match -> (order, shares, price)
+        # (token, match) -> (order, shares, price): both legs of a self-match share the match number.
+        self._fills: dict[tuple[str, int], tuple[Order, int, int]] = {}
         self._warned: set[str] = set()
         self._dispatch: dict[str, Callable[[Any], None]] = {
             "A": self._on_accepted,
@@ -285,10 +288,16 @@ class OrderManager:
             self.stats.risk_rejected += 1
             raise
 
+    def _epoch(self) -> int:
+        """The gateway's connection number (bumped on every reconnect): what an order was sent on."""
+        return getattr(self.gateway, "reconnects", 0)
+
     def submit(self, symbol: str, side: str, shares: int, price: int, time_in_force: int = DAY) -> Order:
         """Risk-check and send a new limit order; returns it in ``PENDING_NEW``.
 
-        Raises :class:`~efsdk.errors.RiskRejected` (nothing sent) when a limit blocks it.
+        Raises :class:`~efsdk.errors.RiskRejected` (nothing sent) when a limit
+        blocks it; if the gateway cannot send it, the order is marked rejected
+        (``not_sent``) and the gateway's exception propagates.
         """
         if side not in ("B", "S", "T", "E"):
             raise OrderError(f"side must be B, S, T or E, not {side!r}")
@@ -296,57 +305,110 @@ class OrderManager:
             raise OrderError(f"shares and price must be positive, got {shares} @ {price}")
         self._risk(symbol, side if side == "B" else "S", shares, price)
         token = self.tokens.next()
-        order = Order(token, symbol, side, price, shares, time_in_force, leaves=shares)
+        order = Order(token, symbol, side, price, shares, time_in_force, leaves=shares, epoch=self._epoch())
         self.orders[token] = self._open[token] = order
-        order.sent_ns = self._send(
-            ouch.enter_order(token, side, shares, symbol, price, time_in_force=time_in_force, firm=self.firm)
-        )
+        try:
+            order.sent_ns = self._send(
+                ouch.enter_order(token, side, shares, symbol, price, time_in_force=time_in_force, firm=self.firm)
+            )
+        except Exception:
+            self._not_sent(order)
+            raise
         return order
+
+    def _not_sent(self, order: Order) -> None:
+        """The gateway refused a new order or replacement: it never left, so it is closed here.
+
+        It stays in :attr:`orders` (its token is spent), so a late answer
+        would still be matched rather than lost.
+        """
+        self.stats.not_sent += 1
+        order.state = OrderState.REJECTED
+        order.reject_reason = "not_sent"
+        order.leaves = 0
+        self._open.pop(order.token, None)
+        self._restore_replaced(order)
+
+    def _restore_replaced(self, order: Order) -> None:
+        """A replacement that did not happen leaves its original as it was."""
+        if order.replaces is not None:
+            old = self.orders.get(order.replaces)
+            if old is not None and old.state is OrderState.PENDING_REPLACE:
+                old.state = OrderState.LIVE
 
     def replace(self, order: Order, *, shares: int | None = None, price: int | None = None) -> Order:
         """Replace an open order (new token); the new order is returned pending, the old one stays live until
-        the exchange confirms."""
+        the exchange confirms.
+
+        Risk sees the worst case: the original's open shares may fill while
+        the replace is in flight and the new size rests as well.
+        """
         self._require_open(order, "replace")
+        if order.state is not OrderState.LIVE:
+            raise OrderError(f"cannot replace {order.token}: it is {order.state.value} (wait for the answer)")
         new_shares = order.leaves if shares is None else shares
         new_price = order.price if price is None else price
         if new_shares <= 0 or new_price <= 0:
             raise OrderError(f"replacement shares and price must be positive, got {new_shares} @ {new_price}")
-        self._risk(order.symbol, "B" if order.is_buy else "S", new_shares, new_price,
-                   added=max(0, new_shares - order.leaves))  # fmt: skip
+        self._risk(order.symbol, "B" if order.is_buy else "S", new_shares, new_price)
         token = self.tokens.next()
         new = Order(token, order.symbol, order.side, new_price, new_shares, order.time_in_force,
-                    leaves=new_shares, replaces=order.token)  # fmt: skip
+                    leaves=new_shares, replaces=order.token, epoch=self._epoch())  # fmt: skip
         self.orders[token] = self._open[token] = new
         order.state = OrderState.PENDING_REPLACE
-        new.sent_ns = self._send(
-            ouch.replace_order(order.token, token, new_shares, new_price, time_in_force=order.time_in_force)
-        )
+        try:
+            new.sent_ns = self._send(
+                ouch.replace_order(order.token, token, new_shares, new_price, time_in_force=order.time_in_force)
+            )
+        except Exception:
+            self._not_sent(new)
+            raise
         return new
 
     def cancel(self, order: Order, shares: int = 0) -> None:
-        """Cancel an open order down to ``shares`` (0: all of it).  Allowed under the kill switch."""
+        """Cancel an open order down to ``shares`` (0: all of it).  Allowed under the kill switch.
+
+        A cancel-down to ``shares`` at or above what is still open has nothing
+        to do and is not sent.  Canceling an order whose replace is in flight
+        cancels the replacement too (the exchange may apply either first).
+        """
         self._require_open(order, "cancel")
+        if shares and shares >= order.leaves:
+            return
         if self.risk is not None:
             try:
                 self.risk.check_rate()
             except OrderError:
                 self.stats.risk_rejected += 1
                 raise
-        if order.state is not OrderState.PENDING_NEW:
-            order.state = OrderState.PENDING_CANCEL
-        order.cancel_sent = shares == 0
-        self._send(ouch.cancel_order(order.token, shares))
+        self._send_cancel(order, shares)
+        if not shares and order.state is OrderState.PENDING_REPLACE:
+            for pending in list(self._open.values()):
+                if pending.replaces == order.token and not pending.cancel_sent:
+                    self._send_cancel(pending, 0)
 
-    def cancel_all(self, symbol: str | None = None) -> int:
-        """Cancel every open order (of ``symbol``); bypasses the rate limit so it always goes out."""
+    def _send_cancel(self, order: Order, shares: int) -> None:
+        previous = order.state
+        if previous is OrderState.LIVE:
+            order.state = OrderState.PENDING_CANCEL
+        try:
+            self._send(ouch.cancel_order(order.token, shares))
+        except Exception:
+            order.state = previous
+            raise
+        order.cancel_sent = order.cancel_sent or shares == 0
+
+    def cancel_all(self, symbol: str | None = None, *, again: bool = False) -> int:
+        """Cancel every open order (of ``symbol``); bypasses the rate limit so it always goes out.
+
+        Orders with a full cancel already on its way are skipped unless
+        ``again`` (a repeated cancel only costs a Cancel Reject).
+        """
         count = 0
         for order in self.open_orders(symbol):
-            if order.cancel_sent:
+            if order.cancel_sent and not again:
                 continue
-            if order.state is not OrderState.PENDING_NEW:
-                order.state = OrderState.PENDING_CANCEL
-            order.cancel_sent = True
-            self._send(ouch.cancel_order(order.token, 0))
+            self._send_cancel(order, 0)
             count += 1
         return count
 
@@ -355,26 +417,36 @@ class OrderManager:
         if self.risk is None:
             raise OrderError("no risk gate configured: nothing to kill")
         self.risk.kill(reason)
-        return self.cancel_all()
+        return self.cancel_all(again=True)
 
-    def settle_in_doubt(self) -> int:
-        """After a reconnect: cancel every order still waiting for its first answer.
+    def settle_in_doubt(self, epoch: int | None = None) -> int:
+        """After a reconnect: settle every request that may have died with the old connection.
 
-        Its request may have died with the connection.  Re-sending could
-        duplicate it, so it is canceled instead: the exchange answers Canceled
-        if it had the order (and any fills arrive first, in sequence) or
-        Cancel Reject if it never saw it, which marks the order rejected
-        (``lost_in_reconnect``).  Returns the cancels sent.
+        Re-sending could duplicate an order, so orders still waiting for their
+        first answer are canceled instead: the exchange answers Canceled if it
+        had the order (its fills arrive first, in sequence) or Cancel Reject if
+        it never saw it, which marks the order rejected (``lost_in_reconnect``;
+        this relies on a Cancel Reject for an unknown token, as the embedded
+        exchange sends).  Full cancels still unanswered are sent again.  Only
+        orders sent before connection ``epoch`` (default: the current one)
+        are touched.  Returns the cancels sent.
         """
+        current = self._epoch() if epoch is None else epoch
         count = 0
         for order in list(self._open.values()):
+            if order.epoch >= current:
+                continue  # sent on the new connection: its answer is simply in flight
             if order.state is OrderState.PENDING_NEW and not order.cancel_sent:
-                order.in_doubt = order.cancel_sent = True
+                order.in_doubt = True
                 self.stats.in_doubt += 1
-                self._send(ouch.cancel_order(order.token, 0))
+                self._send_cancel(order, 0)
+                count += 1
+            elif order.cancel_sent:
+                order.epoch = current
+                self._send_cancel(order, 0)
                 count += 1
         if count:
-            log.warning("orders: %d orders unanswered across a reconnect; canceling them to settle", count)
+            log.warning("orders: %d requests unanswered across a reconnect; canceling to settle", count)
         return count
 
     def _require_open(self, order: Order, what: str) -> None:
@@ -429,8 +501,13 @@ class OrderManager:
             return
         order.order_reference = m.order_reference
         order.price = m.price
-        order.shares = order.leaves = m.shares
-        order.state = OrderState.LIVE if m.order_state == "L" else OrderState.CANCELED
+        order.shares = m.shares
+        if m.order_state == "L":
+            order.leaves = m.shares
+            order.state = OrderState.LIVE
+        else:  # accepted dead (e.g. an IOC that could not rest)
+            order.leaves = 0
+            order.state = OrderState.CANCELED
         self._emit(OrderUpdate(UpdateKind.ACCEPTED, order, m.shares, m.price, timestamp=m.timestamp))
 
     def _on_replaced(self, m: Any) -> None:
@@ -443,7 +520,8 @@ class OrderManager:
             old.leaves = 0
         new.order_reference = m.order_reference
         new.price = m.price
-        new.shares = new.leaves = m.shares
+        new.shares = m.shares
+        new.leaves = m.shares if m.order_state == "L" else 0
         new.state = OrderState.LIVE if m.order_state == "L" else OrderState.CANCELED
         self._emit(OrderUpdate(UpdateKind.REPLACED, new, m.shares, m.price, timestamp=m.timestamp))
 
@@ -462,11 +540,12 @@ class OrderManager:
         order = self._order(m.token, "executed")
         if order is None:
             return
-        if m.match_number in self._fills_by_match and self._fills_by_match[m.match_number][0] is order:
+        key = (m.token, m.match_number)
+        if key in self._fills:
             self.stats.duplicate_executions += 1
             return
         shares, price = m.executed_shares, m.execution_price
-        self._fills_by_match[m.match_number] = (order, shares, price)
+        self._fills[key] = (order, shares, price)
         order.leaves = max(0, order.leaves - shares)
         order.filled += shares
         if order.leaves == 0:
@@ -486,10 +565,7 @@ class OrderManager:
         order.state = OrderState.REJECTED
         order.leaves = 0
         order.reject_reason = m.reason
-        if order.replaces is not None:  # a refused replace leaves the original as it was
-            old = self.orders.get(order.replaces)
-            if old is not None and old.state is OrderState.PENDING_REPLACE:
-                old.state = OrderState.LIVE
+        self._restore_replaced(order)  # a refused replace leaves the original as it was (as the sim does)
         self._emit(OrderUpdate(UpdateKind.REJECTED, order, reason=m.reason, timestamp=m.timestamp))
 
     def _on_cancel_reject(self, m: Any) -> None:
@@ -503,6 +579,7 @@ class OrderManager:
             order.state = OrderState.REJECTED
             order.leaves = 0
             order.reject_reason = "lost_in_reconnect"
+            self._restore_replaced(order)  # a lost replacement leaves its original live
             self._emit(OrderUpdate(UpdateKind.REJECTED, order, reason="lost_in_reconnect", timestamp=m.timestamp))
             return
         if order.state is OrderState.PENDING_CANCEL:
@@ -519,33 +596,45 @@ class OrderManager:
         if order is None:
             return
         order.side = m.side
+        order.shares = order.filled + m.shares
         order.leaves = m.shares
+        if not m.shares:  # modified down to nothing: it is gone from the book
+            order.state = OrderState.CANCELED
         self._emit(OrderUpdate(UpdateKind.MODIFIED, order, m.shares, timestamp=m.timestamp))
 
     def _on_broken(self, m: Any) -> None:
-        fill = self._fills_by_match.pop(m.match_number, None)
+        fill = self._fills.pop((m.token, m.match_number), None)
         if fill is None:
-            self._drop("unknown_break", f"broken trade for unknown match {m.match_number}")
+            self._drop("unknown_break", f"broken trade for unknown match {m.match_number} of {m.token!r}")
             return
         order, shares, price = fill
         self.stats.broken_trades += 1
+        self.stats.fills -= 1
+        self.stats.filled_shares -= shares
         order.filled -= shares
-        self.position(order.symbol).apply_fill(not order.is_buy, shares, price)  # undo at the same price
+        self._rebuild_position(order.symbol)
         self._emit(OrderUpdate(UpdateKind.TRADE_BROKEN, order, shares, price, reason=m.reason,
                                timestamp=m.timestamp, match_number=m.match_number))  # fmt: skip
 
     def _on_price_correction(self, m: Any) -> None:
-        fill = self._fills_by_match.get(m.match_number)
+        key = (m.token, m.match_number)
+        fill = self._fills.get(key)
         if fill is None:
-            self._drop("unknown_correction", f"price correction for unknown match {m.match_number}")
+            self._drop("unknown_correction", f"price correction for unknown match {m.match_number} of {m.token!r}")
             return
-        order, shares, old_price = fill
-        pos = self.position(order.symbol)
-        pos.apply_fill(not order.is_buy, shares, old_price)
-        pos.apply_fill(order.is_buy, shares, m.new_execution_price)
-        self._fills_by_match[m.match_number] = (order, shares, m.new_execution_price)
+        order, shares, _old_price = fill
+        self._fills[key] = (order, shares, m.new_execution_price)
+        self._rebuild_position(order.symbol)
         self._emit(OrderUpdate(UpdateKind.PRICE_CORRECTED, order, shares, m.new_execution_price,
                                reason=m.reason, timestamp=m.timestamp, match_number=m.match_number))  # fmt: skip
+
+    def _rebuild_position(self, symbol: str) -> None:
+        """Replay the symbol's standing fills in order (a break or correction rewrites history; rare)."""
+        pos = Position(symbol)
+        for order, shares, price in self._fills.values():  # dicts keep execution order
+            if order.symbol == symbol:
+                pos.apply_fill(order.is_buy, shares, price)
+        self.positions[symbol] = pos
 
     def _on_system_event(self, m: Any) -> None:
         self.system_events.append((m.timestamp, m.event_code))

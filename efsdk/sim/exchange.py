@@ -47,7 +47,8 @@ IDLE_WAIT_S = 0.0002
 class ExchangeConfig(BaseModel):
     """Everything ``efsdk sim`` takes; defaults run a small market on loopback."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a bad value must not echo a password back.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     symbols: tuple[str, ...] = ("AAPL", "MSFT", "NVDA", "AMZN")
     session: str = Field("EFSIM00001", max_length=10)

@@ -72,14 +72,16 @@ class SimProcess(Resource):
             "--feed", f"{self.feed[0]}:{self.feed[1]}",
             "--rerequest", f"{self.rerequest[0]}:{self.rerequest[1]}",
             "--orders", f"{self.orders[0]}:{self.orders[1]}",
-            "--user", f"{user}:{password}",  # the child's argv: local to this host, never logged
+            "--user", user,
             "--seed", str(seed),
             "--json", self._record_path,
             *(args or []),
         ]  # fmt: skip
         if namespace is not None:
             command = ["ip", "netns", "exec", namespace, *command]
-        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # The password goes through the environment: argv is readable by every local user.
+        env = dict(os.environ, EFSDK_SIM_PASSWORD=password)
+        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self._opened()
         try:
             self._wait_ready(ready_timeout, namespace)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from book import OrderBook
-from efsdk.errors import OrderError
+from efsdk.errors import ConfigError, OrderError
 from efsdk.orders.manager import DAY, IOC, Order, OrderManager, Position
 from efsdk.orders.risk import PRICE_SCALE
 
@@ -71,7 +71,8 @@ class StrategyContext:
     @property
     def orders(self) -> OrderManager:
         if self._orders is None:
-            raise OrderError("this driver has no order entry (run with --orders, --sim or a replay fill model)")
+            # A setup mistake, not a refused order: it ends the run instead of being counted.
+            raise ConfigError("this driver has no order entry (run with --orders, --sim or a replay fill model)")
         return self._orders
 
     def buy(self, symbol: str, shares: int, price: int, time_in_force: int = DAY) -> Order:

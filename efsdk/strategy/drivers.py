@@ -108,6 +108,7 @@ def run_live(
     status_every: float = 1.0,
     stop_when: Callable[[StrategyRuntime], bool] | None = None,
     token_prefix: str = "EF",
+    first_token: int = 1,
     on_feed: Callable[[FeedHandler], None] | None = None,
     idle: Callable[[], object] | None = None,
 ) -> RunResult:
@@ -121,7 +122,8 @@ def run_live(
     """
     from efsdk.live import LiveFeed  # noqa: PLC0415
 
-    runtime = StrategyRuntime(strategy, gateway, clock=wall_ns_since_midnight, token_prefix=token_prefix)
+    runtime = StrategyRuntime(strategy, gateway, clock=wall_ns_since_midnight, schedule_clock=time.monotonic_ns,
+                              token_prefix=token_prefix, first_token=first_token)  # fmt: skip
     if on_feed is not None:
         on_feed(runtime.feed)
     tick, pump = runtime.tick, runtime.pump
@@ -137,7 +139,7 @@ def run_live(
         if idle is not None:
             idle()
         if timed:
-            tick(wall_ns_since_midnight())
+            tick()
         if stop_when is not None and stop_when(runtime):
             raise _Stop
         if on_status is not None:

@@ -66,6 +66,9 @@ class ReplayFillGateway:
         self._next_match = 1
         self.requests = 0
         self.rejected = 0
+        #: The fill model's own record, (symbol, is_buy, shares, price) per fill: what the
+        #: strategy's positions must reconcile with, as live against the exchange.
+        self.fills: list[tuple[str, bool, int, int]] = []
 
     def bind(self, runtime: Any) -> None:
         """Use ``runtime``'s books and clock (the runtime calls this when it is built)."""
@@ -194,6 +197,7 @@ class ReplayFillGateway:
         match = self._next_match
         self._next_match += 1
         order.leaves -= shares
+        self.fills.append((order.symbol, order.is_buy, shares, price))
         self._out.append(ouch.Executed(type="E", timestamp=self._now(), token=order.token, executed_shares=shares,
                                        execution_price=price, liquidity_flag=liquidity, match_number=match))  # fmt: skip
         if not order.leaves:

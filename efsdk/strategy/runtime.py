@@ -8,8 +8,10 @@ strategy cannot tell which driver it runs on.
 
 Order responses are delivered between events, never inside a hook: after
 each hook returns the runtime drains the gateway, so ``on_order`` never
-re-enters ``on_book``.  An order blocked by pre-trade risk that the hook did
-not catch is counted and logged once per reason; the feed goes on.  Any
+re-enters ``on_book``.  An order request refused inside a hook (pre-trade risk, a
+misuse such as canceling a filled order, the order session being down)
+that the hook did not catch is counted and logged once per kind; the feed
+goes on.  Any
 other exception from a hook ends the run (open orders are still canceled).
 """
 
@@ -24,7 +26,7 @@ from typing import Protocol
 from hdrh.histogram import HdrHistogram
 
 from book import OrderBook
-from efsdk.errors import RiskRejected
+from efsdk.errors import OrderError, SessionError
 from efsdk.orders.manager import OrderManager, OrderUpdate
 from efsdk.orders.risk import RiskGate
 from efsdk.pipeline import BookEvent, FeedHandler, Trade
@@ -39,12 +41,22 @@ log = logging.getLogger(__name__)
 LATENCY_MAX_NS = 10_000_000_000
 
 
+_midnight = [0, 0]  # [local midnight as epoch ns, the next one]: recomputed once a day
+
+
 def wall_ns_since_midnight() -> int:
-    """Local wall-clock ns since midnight: the live clock (ITCH/OUCH timestamps use the same unit)."""
+    """Local wall-clock ns since midnight: the live clock (ITCH/OUCH timestamps use the same unit).
+
+    The local midnight is computed once a day (a datetime per call would
+    cost microseconds on the order path).
+    """
     now = time.time_ns()
-    local = _dt.datetime.fromtimestamp(now // 1_000_000_000).astimezone()
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return now - int(midnight.timestamp()) * 1_000_000_000
+    if not _midnight[0] <= now < _midnight[1]:
+        local = _dt.datetime.fromtimestamp(now / 1e9).astimezone()
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        _midnight[0] = int(start.timestamp()) * 1_000_000_000
+        _midnight[1] = int((start + _dt.timedelta(days=1)).timestamp()) * 1_000_000_000
+    return now - _midnight[0]
 
 
 class PollingGateway(Protocol):
@@ -64,6 +76,11 @@ class _TimedGateway:
         self.inner = inner
         self.runtime = runtime
 
+    @property
+    def reconnects(self) -> int:
+        """The wrapped gateway's connection number (orders are tagged with it)."""
+        return getattr(self.inner, "reconnects", 0)
+
     def send(self, message: tuple) -> int:
         sent = self.inner.send(message)
         rt = self.runtime
@@ -77,6 +94,9 @@ class StrategyRuntime:
 
     ``gateway`` is ``None`` for a watch-only run (no order entry).  ``clock``
     returns ns since midnight; ``None`` means feed time (replay).
+    ``schedule_clock`` (ns, never going back) drives the order-rate window
+    and the timer; ``None`` means the same as ``clock``.  Live it is
+    ``time.monotonic_ns``: wall time steps back at midnight and under NTP.
     """
 
     def __init__(
@@ -85,6 +105,7 @@ class StrategyRuntime:
         gateway: PollingGateway | None = None,
         *,
         clock: Callable[[], int] | None = None,
+        schedule_clock: Callable[[], int] | None = None,
         token_prefix: str = "EF",
         first_token: int = 1,
     ) -> None:
@@ -93,6 +114,7 @@ class StrategyRuntime:
         self.symbols = config.symbols
         self.feed = FeedHandler(symbols=config.symbols, on_book=self._on_book, on_trade=self._on_trade)
         self._clock = clock if clock is not None else (lambda: self.feed.clock)
+        self._schedule = schedule_clock if schedule_clock is not None else self._clock
         self.gateway = gateway
         # A local fill model answers at once: deliver after every event.  A
         # network session is pumped once per loop turn by its driver (a
@@ -114,7 +136,7 @@ class StrategyRuntime:
             )
             # The order-rate window runs on the strategy's clock: feed time on a replay.
             self.orders.risk = RiskGate(config.risk, self.orders.exposure, self._reference,
-                                        clock=lambda: self._clock() / 1e9)  # fmt: skip
+                                        clock=lambda: self._schedule() / 1e9)  # fmt: skip
         self.ctx = StrategyContext(config.symbols, self._clock, self.feed.builder.book, self.orders,
                                    lambda: self.feed.frame_ts)  # fmt: skip
         bind = getattr(gateway, "bind", None)
@@ -124,8 +146,9 @@ class StrategyRuntime:
         self._timer_ns = int(interval * 1_000_000) if interval else 0
         self._next_timer = 0
         self.events = 0
-        self.unhandled_risk_rejects = 0
-        self._risk_warned: set[str] = set()
+        #: Order requests refused inside hooks that the strategy did not catch, by kind.
+        self.refused: dict[str, int] = {}
+        self._refusals_warned: set[str] = set()
         self.trades = 0
         self.updates = 0
         self.started = False
@@ -146,8 +169,14 @@ class StrategyRuntime:
         self.stopped = True
         self.strategy.on_stop()
         if cancel_open and self.orders is not None:
-            self.orders.cancel_all()
-        self.pump()
+            try:
+                self.orders.cancel_all()
+            except SessionError as exc:  # the session is down: the exchange's own end-of-day cancels remain
+                log.error("strategy: could not cancel open orders at stop: %s", exc)
+        try:
+            self.pump()
+        except SessionError as exc:
+            log.error("strategy: order session down at stop: %s", exc)
 
     # ------------------------------------------------------------------ events
     def _reference(self, symbol: str) -> tuple[int | None, int | None]:
@@ -161,12 +190,12 @@ class StrategyRuntime:
         self._in_market_hook = True
         try:
             self.strategy.on_book(book.symbol, book, event)  # type: ignore[arg-type]
-        except RiskRejected as exc:
-            self._risk_blocked(exc)
+        except (OrderError, SessionError) as exc:
+            self._order_refused(exc)
         finally:
             self._in_market_hook = False
         if self._timer_ns:
-            self.tick(self._clock())
+            self.tick()
         if self._pump_per_event:
             self.pump()
 
@@ -177,8 +206,8 @@ class StrategyRuntime:
         self._in_market_hook = True
         try:
             self.strategy.on_trade(book.symbol, trade)  # type: ignore[arg-type]
-        except RiskRejected as exc:
-            self._risk_blocked(exc)
+        except (OrderError, SessionError) as exc:
+            self._order_refused(exc)
         finally:
             self._in_market_hook = False
         if self._pump_per_event:
@@ -188,27 +217,35 @@ class StrategyRuntime:
         self.updates += 1
         try:
             self.strategy.on_order(update)
-        except RiskRejected as exc:
-            self._risk_blocked(exc)
+        except (OrderError, SessionError) as exc:
+            self._order_refused(exc)
 
-    def _risk_blocked(self, exc: RiskRejected) -> None:
-        """A hook's order was blocked and the hook did not catch it: the run goes on (counted in risk stats)."""
-        self.unhandled_risk_rejects += 1
-        if exc.reason not in self._risk_warned:  # once per reason: never per order
-            self._risk_warned.add(exc.reason)
-            log.warning("strategy: %s (not caught by the strategy; further ones are counted)", exc)
+    def _order_refused(self, exc: Exception) -> None:
+        """A hook's order request was refused (risk, misuse, session down) and the hook did not catch it.
 
-    def tick(self, now: int) -> None:
-        """Fire ``on_timer`` if its interval has passed (drivers call this with their clock)."""
-        if not self._timer_ns or now < self._next_timer:
+        The feed goes on: the refusal is counted (risk blocks also in the risk
+        stats) and logged once per kind.
+        """
+        kind = getattr(exc, "reason", None) or type(exc).__name__
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+        if kind not in self._refusals_warned:  # once per kind: never per order
+            self._refusals_warned.add(kind)
+            log.warning("strategy: order refused: %s (not caught by the strategy; further ones are counted)", exc)
+
+    def tick(self) -> None:
+        """Fire ``on_timer(now)`` if its interval has passed on the schedule clock (drivers call this)."""
+        if not self._timer_ns:
+            return
+        at = self._schedule()
+        if at < self._next_timer:
             return
         if self._next_timer == 0:  # first call: start the schedule, fire at once
-            self._next_timer = now
-        self._next_timer = max(self._next_timer + self._timer_ns, now)
+            self._next_timer = at
+        self._next_timer = max(self._next_timer + self._timer_ns, at)
         try:
-            self.strategy.on_timer(now)
-        except RiskRejected as exc:
-            self._risk_blocked(exc)
+            self.strategy.on_timer(self._clock())
+        except (OrderError, SessionError) as exc:
+            self._order_refused(exc)
 
     def pump(self) -> int:
         """Deliver every response the gateway has; returns how many."""
@@ -222,7 +259,7 @@ class StrategyRuntime:
             if not responses:
                 if reconnects != self._reconnects_seen:  # the replay after login has been applied
                     self._reconnects_seen = reconnects
-                    self.orders.settle_in_doubt()
+                    self.orders.settle_in_doubt(reconnects)
                 return delivered
             for message in responses:
                 on_response(message)
@@ -265,6 +302,11 @@ class StrategyRuntime:
                 realized_pnl=realized,
                 unrealized_pnl=unrealized,
                 open_orders=len(self.orders.open_orders()),
+                next_token=self.orders.next_token_number,  # resume point for a restart the same day
+                not_sent=stats.not_sent,
+                in_doubt=stats.in_doubt,
+                lost_in_reconnect=stats.lost_in_reconnect,
+                refused_in_hooks=dict(self.refused),
                 tick_to_trade_us=self.tick_to_trade_us(),
             )
         return out

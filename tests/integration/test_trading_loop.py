@@ -119,6 +119,10 @@ def test_exchange_and_strategy_in_two_namespaces(tmp_path):
             )  # fmt: skip
             assert proc.returncode == 0, proc.stdout + proc.stderr
             assert "secret1" not in proc.stdout + proc.stderr
+            # neither process carries the password on its command line (readable by every local user)
+            for pid in (sim.pid,):
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    assert b"secret1" not in f.read()
             record = sim.stop()
     doc = json.loads(out.read_text())
     mine = record["accounts"]["NSUSER"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from efsdk.errors import OrderError
+from efsdk.errors import ConfigError
 from efsdk.itch.codec import frame
 from efsdk.itch.generator import SessionGenerator
 from efsdk.orders.manager import UpdateKind
@@ -20,14 +20,15 @@ def day():
 
 
 def check_accounting(result, fills):
-    """Positions and cash rebuilt from the strategy's own fill updates equal the manager's record."""
+    """The manager's positions and cash equal the fill model's own record (the replay's "exchange"),
+    and the strategy heard of every fill."""
     orders = result.runtime.orders
     shares, cash = {}, {}
-    for update in fills:
-        sign = 1 if update.order.is_buy else -1
-        symbol = update.order.symbol
-        shares[symbol] = shares.get(symbol, 0) + sign * update.shares
-        cash[symbol] = cash.get(symbol, 0) - sign * update.shares * update.price
+    for symbol, is_buy, n, price in result.runtime.gateway.fills:
+        sign = 1 if is_buy else -1
+        shares[symbol] = shares.get(symbol, 0) + sign * n
+        cash[symbol] = cash.get(symbol, 0) - sign * n * price
+    assert len(fills) == len(result.runtime.gateway.fills)
     for symbol, pos in orders.positions.items():
         assert pos.shares == shares.get(symbol, 0)
         assert pos.cash == cash.get(symbol, 0)
@@ -70,5 +71,34 @@ def test_market_maker_quotes_both_sides_and_respects_inventory(day):
 def test_a_trading_strategy_on_a_driver_without_order_entry_fails_clearly(day):
     data, symbols = day
     strategy = MarketMaker(MarketMakerConfig(symbols=tuple(symbols[:1])))
-    with pytest.raises(OrderError, match="no order entry"):
+    with pytest.raises(ConfigError, match="no order entry"):
         run_replay(strategy, data, fills=False)
+
+
+def test_refused_orders_inside_hooks_are_counted_and_the_feed_goes_on(day):
+    from efsdk.strategy import Strategy, StrategyConfig
+
+    data, symbols = day
+
+    class Sloppy(Strategy):
+        """Cancels its IOC orders after they are already done: a misuse the runtime must survive."""
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.done = []
+
+        def on_book(self, instrument, book, event):
+            if self.done:
+                self.ctx.cancel(self.done.pop())  # already filled or canceled: OrderError
+            ask = book.best_ask()
+            if ask is not None and len(self.ctx.orders.orders) < 20:
+                self.ctx.buy(instrument, 1, ask, 0)
+
+        def on_order(self, update):
+            if not update.order.open:
+                self.done.append(update.order)
+
+    strategy = Sloppy(StrategyConfig(symbols=tuple(symbols[:1])))
+    result = run_replay(strategy, data)
+    assert result.runtime.refused.get("OrderError", 0) >= 10
+    assert result.book_events > 1000  # the whole day went through

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from efsdk.errors import OrderError, RiskRejected
+from efsdk.errors import OrderError, RiskRejected, SessionError
 from efsdk.orders.manager import OrderManager, OrderState, Position, UpdateKind
 from efsdk.orders.ouch import codec as ouch
 from efsdk.orders.risk import RiskConfig, RiskGate
@@ -16,20 +16,35 @@ ME = "ME"
 
 
 class EngineGateway:
-    """In-process OUCH session to a MatchingEngine: requests in, our responses queued for poll()."""
+    """In-process OUCH session to a MatchingEngine: requests in, our responses queued for poll().
+
+    Faults for tests: ``lose`` requests whose bytes die with the connection,
+    ``down`` refuses to send, ``reconnect()`` starts a new connection.
+    """
 
     def __init__(self, engine: MatchingEngine, account: str = ME):
         self.engine = engine
         self.account = account
         self.pending = []
         self.route = {"O": engine.enter, "U": engine.replace, "X": engine.cancel, "M": engine.modify}
+        self.lose = 0
+        self.down = False
+        self.reconnects = 0
 
     def deliver(self, responses):
         self.pending.extend(m for acct, m in responses if acct == self.account)
 
     def send(self, message):
+        if self.down:
+            raise SessionError("order session is down; request not sent")
+        if self.lose:
+            self.lose -= 1  # written to the socket, never reached the exchange
+            return 1
         self.deliver(self.route[message.type](self.account, message))
         return 1
+
+    def reconnect(self):
+        self.reconnects += 1
 
     def poll(self):
         out, self.pending = self.pending, []
@@ -180,3 +195,142 @@ def test_kill_switch_leaves_nothing_resting_at_the_exchange():
     with pytest.raises(RiskRejected, match="kill switch"):
         mgr.submit("AAA", "B", 100, bid)
     assert sum(1 for u in updates if u.kind is UpdateKind.CANCELED) == 10
+
+
+def live_at_exchange(engine):
+    return {o.token: o.shares for o in engine.live_orders(ME)}
+
+
+def test_a_cancel_lost_with_the_connection_is_sent_again_after_reconnect():
+    engine, flow, gw, mgr, updates = setup()
+    bid = engine.best("AAA")[0]
+    order = mgr.submit("AAA", "B", 100, bid - 300)
+    pump(gw, mgr)
+    gw.lose = 1
+    mgr.cancel(order)
+    assert order.token in live_at_exchange(engine)
+    gw.reconnect()
+    assert mgr.settle_in_doubt() == 1
+    pump(gw, mgr)
+    assert order.state is OrderState.CANCELED and live_at_exchange(engine) == {}
+
+
+def test_kill_cancels_again_what_a_lost_cancel_left_behind():
+    engine, flow, gw, mgr, updates = setup(risk=RiskConfig(price_collar=None))
+    order = mgr.submit("AAA", "B", 100, engine.best("AAA")[0] - 300)
+    pump(gw, mgr)
+    gw.lose = 1
+    mgr.cancel(order)
+    assert mgr.kill("test") == 1
+    pump(gw, mgr)
+    assert live_at_exchange(engine) == {} and not mgr.open_orders()
+
+
+def test_requests_the_gateway_refuses_leave_no_phantom_state():
+    engine, flow, gw, mgr, updates = setup(risk=RiskConfig(max_position=300, price_collar=None))
+    bid = engine.best("AAA")[0]
+    live = mgr.submit("AAA", "B", 100, bid - 300)
+    pump(gw, mgr)
+    gw.down = True
+    with pytest.raises(SessionError):
+        mgr.submit("AAA", "B", 200, bid - 300)
+    refused = [o for o in mgr.orders.values() if o.reject_reason == "not_sent"]
+    assert len(refused) == 1 and not refused[0].open and mgr.stats.not_sent == 1
+    with pytest.raises(SessionError):
+        mgr.replace(live, price=bid - 400)
+    assert live.state is OrderState.LIVE  # the refused replace left it as it was
+    with pytest.raises(SessionError):
+        mgr.cancel(live)
+    assert live.state is OrderState.LIVE and not live.cancel_sent
+    gw.down = False
+    mgr.submit("AAA", "B", 200, bid - 300)  # 100 + 200 <= 300: the refused ones hold no exposure
+    pump(gw, mgr)
+    assert sum(live_at_exchange(engine).values()) == 300
+
+
+def test_a_new_order_lost_with_the_connection_is_settled_not_resent():
+    engine, flow, gw, mgr, updates = setup()
+    gw.lose = 1
+    lost = mgr.submit("AAA", "B", 100, engine.best("AAA")[0] - 300)
+    gw.reconnect()
+    fresh = mgr.submit("AAA", "B", 100, engine.best("AAA")[0] - 400)  # sent on the new connection
+    assert mgr.settle_in_doubt() == 1  # only the order from before the reconnect
+    pump(gw, mgr)
+    assert lost.state is OrderState.REJECTED and lost.reject_reason == "lost_in_reconnect"
+    assert fresh.state is OrderState.LIVE and live_at_exchange(engine) == {fresh.token: 100}
+    assert mgr.stats.lost_in_reconnect == 1 and mgr.stats.sent["O"] == 2  # never re-sent
+
+
+def test_a_replace_lost_with_the_connection_restores_the_original():
+    # 600: risk sees a replace's worst case (the original fills in flight and the new size rests too)
+    engine, flow, gw, mgr, updates = setup(risk=RiskConfig(max_position=600, price_collar=None))
+    bid = engine.best("AAA")[0]
+    original = mgr.submit("AAA", "B", 300, bid - 300)
+    pump(gw, mgr)
+    gw.lose = 1
+    replacement = mgr.replace(original, price=bid - 400)
+    gw.reconnect()
+    mgr.settle_in_doubt()
+    pump(gw, mgr)
+    assert replacement.state is OrderState.REJECTED and original.state is OrderState.LIVE
+    assert mgr.exposure("AAA", "B") == (0, 300)
+    with pytest.raises(RiskRejected):
+        mgr.submit("AAA", "B", 301, bid - 300)
+
+
+def test_cancel_while_a_replace_is_in_flight_cancels_the_replacement_too():
+    engine, flow, gw, mgr, updates = setup()
+    bid = engine.best("AAA")[0]
+    original = mgr.submit("AAA", "B", 100, bid - 300)
+    pump(gw, mgr)
+    replacement = mgr.replace(original, price=bid - 400)  # applied at the exchange, answer not read yet
+    mgr.cancel(original)
+    pump(gw, mgr)
+    assert original.state is OrderState.REPLACED and replacement.state is OrderState.CANCELED
+    assert live_at_exchange(engine) == {} and not mgr.open_orders()
+
+
+def test_cancel_down_with_nothing_to_cut_and_modify_to_zero_settle():
+    engine, flow, gw, mgr, updates = setup()
+    order = mgr.submit("AAA", "B", 100, engine.best("AAA")[0] - 300)
+    pump(gw, mgr)
+    sent = dict(mgr.stats.sent)
+    mgr.cancel(order, shares=100)  # already 100: nothing to do, nothing sent
+    assert mgr.stats.sent == sent and order.state is OrderState.LIVE
+    gw.deliver(engine.modify(ME, ouch.modify_order(order.token, "B", 0)))
+    pump(gw, mgr)
+    assert order.state is OrderState.CANCELED and not mgr.open_orders()
+
+
+def test_self_match_and_broken_trades_keep_the_books_exact():
+    engine, flow, gw, mgr, updates = setup(risk=RiskConfig(price_collar=None))
+    bid, ask = engine.best("AAA")
+    sell = mgr.submit("AAA", "S", 100, bid + 100)  # inside the spread: rests
+    pump(gw, mgr)
+    buy = mgr.submit("AAA", "B", 100, bid + 100)  # crosses our own sell: both legs, one match number
+    pump(gw, mgr)
+    assert sell.filled == buy.filled == 100 and mgr.stats.fills == 2
+    pos = mgr.position("AAA")
+    assert pos.shares == 0 and pos.cash == 0 and mgr.stats.duplicate_executions == 0
+    match = next(u.match_number for u in updates if u.order is buy and u.kind is UpdateKind.FILLED)
+    mgr.on_response(ouch.BrokenTrade("B", 1, sell.token, match, "E"))
+    assert mgr.position("AAA").shares == 100 and mgr.position("AAA").cash == -100 * (bid + 100)
+    mgr.on_response(ouch.BrokenTrade("B", 2, buy.token, match, "E"))
+    pos = mgr.position("AAA")
+    assert (pos.shares, pos.cash, pos.realized, pos.bought, pos.sold) == (0, 0, 0, 0, 0)
+    assert mgr.stats.fills == 0 and mgr.stats.unmatched_responses == 0
+
+
+def test_a_broken_trade_leaves_pnl_as_if_the_fill_never_happened():
+    engine, flow, gw, mgr, updates = setup()
+    pos = mgr.position("AAA")
+    fills = [("B", 100, 10_0000, 1), ("B", 100, 12_0000, 2), ("S", 100, 13_0000, 3)]
+    for side, shares, price, match in fills:
+        order = mgr.submit("AAA", side, shares, engine.best("AAA")[0] - 5000)
+        mgr.on_response(ouch.Executed("E", match, order.token, shares, price, "A", 10_000 + match))
+    second = [o for o in mgr.orders.values()][1]
+    mgr.on_response(ouch.BrokenTrade("B", 9, second.token, 10_002, "E"))
+    pos = mgr.position("AAA")
+    assert pos.shares == 0 and pos.realized == 100 * 3_0000 and pos.cash == 100 * 3_0000
+    mgr.on_response(ouch.PriceCorrection("K", 10, [o for o in mgr.orders.values()][2].token, 10_003, 14_0000, "E"))
+    assert mgr.position("AAA").realized == 100 * 4_0000

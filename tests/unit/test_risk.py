@@ -137,3 +137,17 @@ def test_config_validation_and_bad_requests():
         mgr.submit("AAPL", "Q", 1, BID)
     with pytest.raises(OrderError, match="positive"):
         mgr.submit("AAPL", "B", 0, BID)
+
+
+def test_replace_is_checked_at_its_worst_case():
+    from efsdk.orders.ouch import codec as ouch
+
+    mgr, gw = manager(max_position=500)
+    order = mgr.submit("AAA", "B", 300, BID)
+    mgr.on_response(ouch.Accepted("A", 1, order.token, "B", 300, "AAA", BID, 99999, "", "Y", 1, "A", "N", 0, "N", "L", " "))
+    # the 300 open may fill while the replace is in flight, and the new 300 rest as well: 600 > 500
+    with pytest.raises(RiskRejected) as info:
+        mgr.replace(order, price=BID - 100)
+    assert info.value.reason == "max_position"
+    assert order.state is OrderState.LIVE
+    mgr.replace(order, price=BID - 100, shares=200)  # 300 + 200 <= 500
