@@ -29,6 +29,10 @@ def check_accounting(result, fills):
         shares[symbol] = shares.get(symbol, 0) + sign * n
         cash[symbol] = cash.get(symbol, 0) - sign * n * price
     assert len(fills) == len(result.runtime.gateway.fills)
+    engine = result.runtime.gateway.engine  # the replay's exchange: its record must equal the strategy's
+    assert sum(p.cash for p in orders.positions.values()) == engine.cash("ME")
+    for symbol, pos in orders.positions.items():
+        assert pos.shares == engine.position("ME", symbol)
     for symbol, pos in orders.positions.items():
         assert pos.shares == shares.get(symbol, 0)
         assert pos.cash == cash.get(symbol, 0)
@@ -59,7 +63,11 @@ def test_market_maker_quotes_both_sides_and_respects_inventory(day):
     fills = strategy.fills
     assert len(fills) > 10 and strategy.requotes > 10
     assert {u.order.side for u in fills} == {"B", "S"}
-    assert all(u.reason == "A" for u in fills), "resting quotes add liquidity"
+    # Resting quotes mostly add liquidity; a requote can meet the mirror where the feed and the
+    # engine differ (liquidity the strategy already took stays gone) and take a little.
+    added = sum(u.reason == "A" for u in fills)
+    assert added >= 0.8 * len(fills), f"{added} of {len(fills)} fills added liquidity"
+    assert result.runtime.gateway.mirror_refused == 0
     # a quote adds at most quote_shares beyond the inventory limit before the side is pulled
     for pos in result.runtime.orders.positions.values():
         assert abs(pos.shares) <= 300 + 100
