@@ -20,6 +20,7 @@ import argparse
 from rich.table import Table
 
 from efsdk.cli._format import book_json, console, depth_table, price, rate
+from efsdk.cli.run import add_cpu_option, pin_cpu
 from efsdk.errors import ConfigError
 from efsdk.publish.attach import add_publish_option, publisher_from_args
 
@@ -46,11 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--messages", type=int, default=300_000, help="--offline: messages in the day (default 300,000)")
     p.add_argument("--watch", type=int, default=4, help="--offline: symbols the observer watches (default 4)")
     p.add_argument("--json", metavar="OUT", help="write the final summary as JSON ('-' for stdout)")
+    add_cpu_option(p)
     add_publish_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    pin_cpu(args.cpu)
     if args.offline:
         return run_offline(args)
     from efsdk.cli._format import strategy_table  # noqa: PLC0415

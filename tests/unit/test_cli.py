@@ -105,3 +105,8 @@ def test_demo_runs_the_whole_path():
     assert "What the strategy saw" in out
     assert "30,000 feed messages scanned" in out
     assert "malformed input: 0" in out
+
+
+def test_cpu_pinning_refuses_a_cpu_that_is_not_ours():
+    proc = efsdk("run", "--cpu", "4096", "--feed", "239.1.1.1:26400", "--duration", "0.1", check=False)
+    assert proc.returncode == 1 and "--cpu 4096: this process may only run on CPUs" in proc.stderr
