@@ -255,6 +255,7 @@ class MatchingEngine:
         self_trade: str = "allow",
         max_shares: int = MAX_SHARES,
         replace_decrease_keeps_priority: bool = True,
+        unrecorded_accounts: Sequence[str] = (),
     ) -> None:
         symbols = list(symbols)
         if not symbols:
@@ -279,6 +280,9 @@ class MatchingEngine:
         self._itch: list[bytes] = []
         self._live: dict[str, dict[str, _Order]] = {}  # account -> token -> resting order
         self._used: dict[str, set[str]] = {}  # account -> tokens used today
+        # Accounts whose tokens are not remembered and whose fills are not recorded (a replay's
+        # mirror of the feed: millions of orders a day that nobody reconciles).
+        self._unrecorded = frozenset(unrecorded_accounts)
         self._next_ref = 1
         self._next_match = 1
         self._state = "new"  # -> "open" -> "closed"
@@ -389,7 +393,8 @@ class MatchingEngine:
             self._live[account] = {}
         if token in used:
             return self._reject(account, token, "O", ts)
-        used.add(token)
+        if account not in self._unrecorded:
+            used.add(token)
         reason = self._invalid(msg.stock, msg.side, msg.shares, msg.price, msg.display, msg.minimum_quantity)
         if reason is not None:
             return self._reject(account, token, reason, ts)
@@ -676,6 +681,7 @@ class MatchingEngine:
             pack_E = self._pack_E
             Executed = self._Executed
             fills = self.fills
+            unrecorded = self._unrecorded
             positions = self._positions
             cash = self._cash
             live = self._live
@@ -711,8 +717,10 @@ class MatchingEngine:
                         r_acct = rest.account
                         out.append((r_acct, Executed("E", ts, rest.token, q, price, "A", match)))
                         out.append((account, Executed("E", ts, o.token, q, price, "R", match)))
-                        fills.append(Fill(r_acct, rest.token, symbol, r_side, q, price, match, ts, "A"))
-                        fills.append(Fill(account, o.token, symbol, a_side, q, price, match, ts, "R"))
+                        if r_acct not in unrecorded:
+                            fills.append(Fill(r_acct, rest.token, symbol, r_side, q, price, match, ts, "A"))
+                        if account not in unrecorded:
+                            fills.append(Fill(account, o.token, symbol, a_side, q, price, match, ts, "R"))
                         value = q * price
                         r_pos = (r_acct, symbol)
                         positions[r_pos] = positions.get(r_pos, 0) - a_sign * q

@@ -23,9 +23,15 @@ exactly the code they run live; responses are handed out by :meth:`poll`
 after the hook that sent the order returns.  The mirror drifts from the
 feed where the strategy traded (liquidity it took stays gone; a feed order
 that traded with it rests smaller), which is the point: the strategy sees
-its own effect.  Hidden (P) and cross (Q) prints are not replayed, and feed
-orders the engine refuses (a reference too large for a 14-character token,
-a price off its tick grid) are counted in :attr:`ReplayFillGateway.mirror_refused`.
+its own effect.  Only E prints (continuous executions at the displayed
+price) are replayed as aggressors: C prints (crosses, executions away from
+the displayed price), hidden (P) and cross (Q) prints only shrink the feed's
+order.  While an instrument is not in continuous trading (trading state
+other than ``T``) the strategy's new orders and replaces are rejected
+(``H``), and feed orders that would cross the mirror are held until trading
+resumes, since a halted book may lock or cross.  Feed orders the engine
+refuses (a reference too large for a 14-character token, a price off its
+tick grid) are counted in :attr:`ReplayFillGateway.mirror_refused`.
 """
 
 from __future__ import annotations
@@ -58,13 +64,19 @@ class ReplayFillGateway:
         self._out: list[tuple] = []
         self._executed_ref = 0  # the ref of the E/C just applied, for its on_trade
         self._tape = 0
+        self._token_symbols: dict[str, str] = {}  # the strategy's tokens -> symbol (for replaces)
+        self._held_adds: dict[str, list[int]] = {}  # symbol -> refs added while halted, crossing the mirror
         self.requests = 0
         self.mirror_refused = 0
+        self.halted_rejects = 0
 
     def bind(self, runtime: Any) -> None:
         """Use ``runtime``'s books, symbols and clock (the runtime calls this when it is built)."""
         self._books = runtime.feed.builder.book
-        self.engine = MatchingEngine(runtime.symbols, clock_ns=runtime.ctx._clock, max_shares=_MAX_SHARES)
+        # Every replace loses priority, as on NASDAQ (the engine's default keeps it on a size-down).
+        # FEED and TAPE are the mirror: their tokens and fills are not kept (a busy day has millions).
+        self.engine = MatchingEngine(runtime.symbols, clock_ns=runtime.ctx._clock, max_shares=_MAX_SHARES,
+                                     replace_decrease_keeps_priority=False, unrecorded_accounts=(FEED, TAPE))  # fmt: skip
         self.engine.open_session()
         self.engine.drain_itch()
 
@@ -80,6 +92,18 @@ class ReplayFillGateway:
         self.requests += 1
         engine = self.engine
         kind = message[0]
+        if kind in ("O", "U"):
+            symbol = message.stock if kind == "O" else self._token_symbols.get(message.existing_token)
+            if kind == "U" and symbol is not None:
+                self._token_symbols[message.replacement_token] = symbol
+            elif kind == "O":
+                self._token_symbols[message.token] = symbol
+            book = self._books(symbol) if symbol else None
+            if book is not None and _halted(book):  # no new interest while the stock is not trading
+                token = message.token if kind == "O" else message.replacement_token
+                self.halted_rejects += 1
+                self._out.append(ouch.Rejected("J", engine._clock(), token, "H"))  # type: ignore[union-attr]
+                return sent
         if kind == "O":
             responses = engine.enter(ME, message)
         elif kind == "U":
@@ -103,10 +127,21 @@ class ReplayFillGateway:
     # ------------------------------------------------------------------ the mirror
     def on_book(self, book: OrderBook, event: BookEvent) -> None:
         op, ref = event.op, event.ref
+        halted = _halted(book)
+        if not halted and self._held_adds.get(book.symbol):  # trading again: bring the held orders in
+            for held in self._held_adds.pop(book.symbol):  # type: ignore[arg-type]
+                order = book.order(held)
+                if order is not None:
+                    self._mirror_add(book.symbol, held, order.side, order.price, order.shares)  # type: ignore[arg-type]
         if op >= ADD_BASE or op == OP_REPLACE_IN:
             order = book.order(ref)
-            if order is not None:
-                self._mirror_add(book.symbol, ref, order.side, order.price, order.shares)  # type: ignore[arg-type]
+            if order is None:
+                return
+            if halted and self._would_cross(book.symbol, order.side, order.price):  # type: ignore[arg-type]
+                # A halted book may lock or cross (quotation period); the engine would trade it.
+                self._held_adds.setdefault(book.symbol, []).append(ref)  # type: ignore[arg-type]
+                return
+            self._mirror_add(book.symbol, ref, order.side, order.price, order.shares)  # type: ignore[arg-type]
         elif op in _EXECUTIONS:
             self._executed_ref = ref  # replayed as an aggressor by on_trade, which follows
         elif op == OP_CANCEL or op == OP_DELETE or op == OP_REPLACE_OUT:
@@ -116,6 +151,12 @@ class ReplayFillGateway:
         if trade.kind not in ("E", "C"):
             return
         ref, self._executed_ref = self._executed_ref, 0
+        if trade.kind == "C" or _halted(book):
+            # C prints are crosses and executions away from the displayed price (not continuous
+            # trading a resting strategy order could have met): only the feed's order shrinks.
+            if ref:
+                self._mirror_cut(book, ref)
+            return
         self._tape += 1
         aggressor_side = "S" if trade.resting_side == "B" else "B"
         token = f"T{self._tape:013d}"
@@ -134,6 +175,10 @@ class ReplayFillGateway:
             self.mirror_refused += 1
         self._keep(responses)
 
+    def _would_cross(self, symbol: str, side: str, price: int) -> bool:
+        bid, ask = self.engine.best(symbol)  # type: ignore[union-attr]
+        return (ask is not None and price >= ask) if side == "B" else (bid is not None and price <= bid)
+
     def _mirror_cut(self, book: OrderBook, ref: int) -> None:
         """Cut the mirrored order down to what the feed shows now (0: gone)."""
         token = _feed_token(ref)
@@ -147,6 +192,12 @@ class ReplayFillGateway:
         target = shown.shares if shown is not None else 0
         if resting.shares > target:
             self._keep(engine.cancel(FEED, ouch.cancel_order(token, target)))  # type: ignore[union-attr]
+
+
+def _halted(book: OrderBook) -> bool:
+    """The instrument is not in continuous trading (halted, paused, quotation only)."""
+    state = book.trading_state
+    return bool(state) and state != "T"
 
 
 def _feed_token(ref: int) -> str | None:

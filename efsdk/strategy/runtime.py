@@ -26,6 +26,7 @@ from typing import Protocol
 from hdrh.histogram import HdrHistogram
 
 from book import OrderBook
+from book.ops import OP_EXECUTE, OP_EXECUTE_PRICE
 from efsdk.errors import OrderError, SessionError
 from efsdk.orders.manager import OrderManager, OrderUpdate
 from efsdk.orders.risk import RiskGate
@@ -124,6 +125,7 @@ class StrategyRuntime:
         # A fill model watches the market before the strategy does (network gateways don't).
         self._gateway_on_book = getattr(gateway, "on_book", None)
         self._gateway_on_trade = getattr(gateway, "on_trade", None)
+        self._held: tuple[OrderBook, BookEvent] | None = None  # an execution's book event, until its print
         self.tick_to_trade = HdrHistogram(1, LATENCY_MAX_NS, 3)
         self._in_market_hook = False
         self.orders: OrderManager | None = None
@@ -187,6 +189,14 @@ class StrategyRuntime:
         self.events += 1
         if self._gateway_on_book is not None:
             self._gateway_on_book(book, event)  # the replay fill model sees the market first
+            if event.op == OP_EXECUTE or event.op == OP_EXECUTE_PRICE:
+                # Its on_trade follows at once: the fill model must replay that print before the
+                # strategy can react, or a reaction could take shares the print already used.
+                self._held = (book, event)
+                return
+        self._book_hook(book, event)
+
+    def _book_hook(self, book: OrderBook, event: BookEvent) -> None:
         self._in_market_hook = True
         try:
             self.strategy.on_book(book.symbol, book, event)  # type: ignore[arg-type]
@@ -203,6 +213,10 @@ class StrategyRuntime:
         self.trades += 1
         if self._gateway_on_trade is not None:
             self._gateway_on_trade(book, trade)
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._book_hook(*held)
         self._in_market_hook = True
         try:
             self.strategy.on_trade(book.symbol, trade)  # type: ignore[arg-type]

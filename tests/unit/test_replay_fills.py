@@ -84,3 +84,72 @@ def test_displayed_liquidity_is_not_taken_twice():
     run_replay(strategy, feed)
     assert strategy.a.filled == 150
     assert strategy.b.filled == 50  # only what the first order left of the 200 shown
+
+
+def test_a_reaction_to_a_print_cannot_take_the_shares_it_used():
+    from book.ops import OP_EXECUTE
+
+    class Chase(Strategy):
+        def on_book(self, instrument, book, event):
+            if event.op == OP_EXECUTE and not hasattr(self, "order"):
+                assert book.best_ask() is None  # the feed book already shows the ask executed
+                self.order = self.ctx.buy(instrument, 200, 10 * D + 200, IOC)
+
+    feed = (
+        _dir(1, "TEST")
+        + _add(1, 1, "B", 100, 10 * D, "TEST")
+        + _add(2, 1, "S", 200, 10 * D + 200, "TEST")
+        + E(2, 200, 1)
+    )
+    strategy = Chase(StrategyConfig(symbols=("TEST",), risk=RiskConfig(price_collar=None, require_reference_price=False)))
+    run_replay(strategy, feed)
+    assert strategy.order.filled == 0 and strategy.order.state is OrderState.CANCELED
+
+
+def test_a_replace_loses_queue_priority_even_when_it_only_shrinks():
+    class SizeDown(Strategy):
+        def on_book(self, instrument, book, event):
+            if event.ref == 1 and not hasattr(self, "order"):
+                self.order = self.ctx.buy(instrument, 100, 10 * D)  # first at 10.00
+            if event.ref == 2 and not hasattr(self, "replaced"):
+                self.replaced = self.ctx.replace(self.order, shares=50)  # must go behind order 2
+
+    feed = (
+        _dir(1, "TEST")
+        + _add(1, 1, "S", 100, 10 * D + 100, "TEST")
+        + _add(2, 1, "B", 100, 10 * D, "TEST")
+        + _add(3, 1, "S", 100, 10 * D + 200, "TEST")
+        + E(2, 50, 1)  # a seller hits 10.00 for 50: order 2 is ahead now
+    )
+    strategy = SizeDown(StrategyConfig(symbols=("TEST",), risk=RiskConfig(price_collar=None)))
+    result = run_replay(strategy, feed)
+    assert result.runtime.orders.stats.filled_shares == 0
+
+
+def test_no_fills_while_halted_and_crossed_halt_books_do_not_trade():
+    from tests.unit.test_pipeline import _halt
+
+    class DuringHalt(Strategy):
+        def on_book(self, instrument, book, event):
+            if event.ref == 1 and not hasattr(self, "ioc"):
+                self.ioc = self.ctx.buy(instrument, 50, 10 * D, IOC)
+            if event.ref == 3 and not hasattr(self, "rest"):
+                self.rest = self.ctx.buy(instrument, 100, 10 * D + 300)
+
+    feed = (
+        _dir(1, "TEST") + _halt(1, "TEST", "H")
+        + _add(1, 1, "S", 100, 10 * D, "TEST")
+        + _add(2, 1, "B", 100, 10 * D + 500, "TEST")  # the halted book crosses (quotation period)
+        + _add(3, 1, "B", 10, 9 * D, "TEST")
+        + _halt(1, "TEST", "T")
+        + _f("C", stock_locate=1, order_reference_number=2, executed_shares=100, match_number=7, printable="N",
+             execution_price=10 * D + 200)
+        + _f("C", stock_locate=1, order_reference_number=1, executed_shares=100, match_number=7, printable="N",
+             execution_price=10 * D + 200)
+    )  # fmt: skip
+    strategy = DuringHalt(StrategyConfig(symbols=("TEST",), risk=RiskConfig(price_collar=None)))
+    result = run_replay(strategy, feed)
+    assert strategy.ioc.state is OrderState.REJECTED and strategy.ioc.reject_reason == "H"
+    assert strategy.rest.state is OrderState.REJECTED
+    gateway = result.runtime.gateway
+    assert gateway.halted_rejects == 2 and gateway.engine.fills == []
