@@ -129,6 +129,13 @@ CLOSE_LINGER_MS = 2000
 #: The feed thread looks for snapshot requests at most this often (seconds):
 #: a ROUTER poll costs ~1 us, too much per small batch, nothing per millisecond.
 REQUEST_CHECK_S = 0.001
+#: Work the feed thread does per service call, so no subscriber can stall it:
+#: snapshot requests answered, and books sent of a periodic snapshot round
+#: (a round is spread over calls; a deep book costs ~1 us a level to encode).
+REQUESTS_PER_SERVICE = 4
+SNAPSHOTS_PER_SERVICE = 4
+#: Symbols one request may name (duplicates count once).
+MAX_REQUEST_SYMBOLS = 256
 
 _P, _Q = ord("P"), ord("Q")
 # Plain ints: or-ing pyzmq's flag enums costs ~1 us a message.
@@ -297,6 +304,8 @@ class BookPublisher(Resource):
         now = time.monotonic()
         self._next_request_check = now
         self._next_snapshot = now + config.snapshot_interval_s if config.snapshot_interval_s else float("inf")
+        self._round: list[tuple[_Topic, OrderBook]] | None = None  # a periodic round in progress
+        self._snapshot_cache: dict[bytes, tuple[tuple, bytes]] = {}  # topic -> (state key, encoded body)
         self._next_bbo_flush = now + config.bbo_conflation_s
         self._next_publish = now
         self._pending_bbo: set[_Topic] = set()
@@ -486,11 +495,22 @@ class BookPublisher(Resource):
         final = FLAG_FINAL if self.finished else 0
         if book is None or st is None:
             return encode_snapshot(0, self.clock, _NO_LEVELS, _NO_LEVELS, flags=flags | final)
+        # The topic's seq names the levels' state (pending changes are flushed before any
+        # snapshot); with the fields the seq does not cover, it keys one reusable encoding.
+        key = (st.seq, flags | final, book.volume, book.last_price, book.trading_state)
+        cached = self._snapshot_cache.get(st.topic)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        body = self._encode_snapshot(st, book, flags | final)
+        self._snapshot_cache[st.topic] = (key, body)
+        return body
+
+    def _encode_snapshot(self, st: _Topic, book: OrderBook, flags: int) -> bytes:
         return encode_snapshot(
             st.seq,
             self.clock,
             *book_levels(book),
-            flags=flags | final,
+            flags=flags,
             volume=book.volume,
             last_price=book.last_price,
             trading_state=book.trading_state,
@@ -542,11 +562,9 @@ class BookPublisher(Resource):
         router = self._router
         if router is None:
             return 0
-        served = 0
-        if timeout > 0 and router.poll(int(timeout * 1000), zmq.POLLIN):
-            served = self._serve_requests()
-        served += self._service(time.monotonic())
-        return served
+        if timeout > 0:
+            router.poll(int(timeout * 1000), zmq.POLLIN)  # wait for a request; _service answers it
+        return self._service(time.monotonic())
 
     def _service(self, now: float) -> int:
         self._next_request_check = now + REQUEST_CHECK_S
@@ -556,9 +574,17 @@ class BookPublisher(Resource):
         if self._pending_bbo and now >= self._next_bbo_flush:
             self._flush_all_bbo()
             self._next_bbo_flush = now + self.config.bbo_conflation_s
-        if now >= self._next_snapshot:
-            self.publish_snapshots()
+        if self._round is None and now >= self._next_snapshot:
+            self._flush_pending()
+            self._round = list(self._published_books())  # this round's books, sent a few per call
             self._next_snapshot = now + self.config.snapshot_interval_s
+        if self._round is not None:
+            for _ in range(min(SNAPSHOTS_PER_SERVICE, len(self._round))):
+                st, book = self._round.pop()
+                self._flush_bbo(st)
+                self._send_snapshot(st, book, 0)
+            if not self._round:
+                self._round = None
         return served
 
     def _flush_pending(self) -> None:
@@ -578,15 +604,17 @@ class BookPublisher(Resource):
             self._flush_bbo(st)
 
     def _serve_requests(self) -> int:
+        """Answer at most :data:`REQUESTS_PER_SERVICE` queued requests (the rest wait for the next call)."""
         router = self._router
         served = 0
-        while True:
+        while served < REQUESTS_PER_SERVICE:
             try:
                 frames = router.recv_multipart(zmq.NOBLOCK)  # type: ignore[union-attr]
             except zmq.Again:
                 return served
             served += 1
             self._answer(frames)
+        return served
 
     def _answer(self, frames: list[bytes]) -> None:
         stats = self.stats
@@ -596,6 +624,9 @@ class BookPublisher(Resource):
             if len(frames) != 3 or frames[1] != b"":
                 raise ProtocolError(f"expected [identity, empty, request], got {len(frames)} frames")
             request_id, symbols = decode_request(frames[2])
+            symbols = list(dict.fromkeys(symbols))
+            if len(symbols) > MAX_REQUEST_SYMBOLS:
+                raise ProtocolError(f"a request may name at most {MAX_REQUEST_SYMBOLS} symbols, not {len(symbols)}")
         except ProtocolError as exc:
             if not stats.request_errors:
                 log.warning("snapshot server: unreadable request (%s); further ones are counted", exc)
