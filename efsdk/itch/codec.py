@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, TypeAlias
 
 from efsdk.errors import ProtocolError
+from efsdk.fields import encode_alpha, encode_char
 from efsdk.itch.layouts import (
     LAYOUTS,
     MWCB_PRICE_SCALE,
@@ -86,33 +87,8 @@ def _int_range(code: str) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------
-# Value conversion for encode.  Kept out of the per-type closures so the error
-# messages are uniform; the closures call them only for c / ALPHA fields.
-
-
-def _encode_char(value: Any) -> bytes:
-    if isinstance(value, str):
-        if len(value) == 1 and value <= "\xff":
-            return value.encode("latin-1")
-    elif isinstance(value, bytes | bytearray) and len(value) == 1:
-        return bytes(value)
-    raise ValueError(f"needs exactly one latin-1 character, got {value!r}")
-
-
-def _encode_alpha(value: Any, width: int) -> bytes:
-    if isinstance(value, str):
-        try:
-            raw = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError(f"{value!r} is not latin-1 (ITCH ALPHA fields are single bytes)") from None
-    elif isinstance(value, bytes | bytearray):
-        raw = bytes(value)
-    else:
-        raise ValueError(f"needs str (or bytes), got {type(value).__name__} {value!r}")
-    if len(raw) > width:
-        # struct would silently truncate; a cut symbol is a different symbol.
-        raise ValueError(f"{value!r} is {len(raw)} bytes, the field holds {width}")
-    return raw.ljust(width, b" ")
+# Value conversion for c / ALPHA fields is efsdk.fields' (shared with OUCH),
+# kept out of the per-type closures so the error messages are uniform.
 
 
 def _diagnose(layout: MessageLayout, msg: tuple[Any, ...]) -> ValueError:
@@ -126,13 +102,13 @@ def _diagnose(layout: MessageLayout, msg: tuple[Any, ...]) -> ValueError:
             lo, hi = 0, TIMESTAMP_MAX
         elif code == "c":
             try:
-                _encode_char(value)
+                encode_char(value)
             except ValueError as exc:
                 return ValueError(f"{where}: {exc}")
             continue
         elif code.endswith("s"):
             try:
-                _encode_alpha(value, int(code[:-1]))
+                encode_alpha(value, int(code[:-1]))
             except ValueError as exc:
                 return ValueError(f"{where}: {exc}")
             continue
@@ -194,9 +170,9 @@ def _make_encoder(layout: MessageLayout) -> Callable[[tuple[Any, ...]], bytes]:
             ts = msg[3]
             v = [type_byte, msg[1], msg[2], ts >> 32, ts & 0xFFFFFFFF, *msg[4:]]
             for i in chars:
-                v[i] = _encode_char(v[i])
+                v[i] = encode_char(v[i])
             for i, width in alphas:
-                v[i] = _encode_alpha(v[i], width)
+                v[i] = encode_alpha(v[i], width)
             return pack(*v)
         except (struct.error, TypeError, ValueError):
             raise _diagnose(layout, msg) from None

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeAlias
 
 from efsdk.errors import OrderError, ProtocolError
+from efsdk.fields import encode_alpha, encode_char
 from efsdk.orders.ouch.layouts import (
     INBOUND,
     INBOUND_SIZE_BY_TYPE,
@@ -232,31 +233,6 @@ def _py_type(code: str) -> type:
     return str if code == "c" or code.endswith("s") else int
 
 
-def _encode_char(value: Any) -> bytes:
-    if isinstance(value, str):
-        if len(value) == 1 and value <= "\xff":
-            return value.encode("latin-1")
-    elif isinstance(value, bytes | bytearray) and len(value) == 1:
-        return bytes(value)
-    raise ValueError(f"needs exactly one latin-1 character, got {value!r}")
-
-
-def _encode_alpha(value: Any, width: int) -> bytes:
-    if isinstance(value, str):
-        try:
-            raw = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError(f"{value!r} is not latin-1 (OUCH ALPHA fields are single bytes)") from None
-    elif isinstance(value, bytes | bytearray):
-        raw = bytes(value)
-    else:
-        raise ValueError(f"needs str (or bytes), got {type(value).__name__} {value!r}")
-    if len(raw) > width:
-        # struct would silently truncate; a cut symbol or token is a different one.
-        raise ValueError(f"{value!r} is {len(raw)} bytes, the field holds {width}")
-    return raw.ljust(width, b" ")
-
-
 def _encode_checked(layout: MessageLayout, msg: tuple[Any, ...]) -> bytes:
     """Slow path: convert field by field, raising ``ValueError`` that names the field."""
     name = class_name(layout)
@@ -269,9 +245,9 @@ def _encode_checked(layout: MessageLayout, msg: tuple[Any, ...]) -> bytes:
         where = f"{name}.{field}"
         try:
             if code == "c":
-                values.append(_encode_char(value))
+                values.append(encode_char(value))
             elif code.endswith("s"):
-                values.append(_encode_alpha(value, int(code[:-1])))
+                values.append(encode_alpha(value, int(code[:-1])))
             else:
                 if not isinstance(value, int):
                     raise ValueError(f"needs an int, got {type(value).__name__} {value!r}")
