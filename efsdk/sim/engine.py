@@ -561,6 +561,11 @@ class MatchingEngine:
         o = self._live.get(account, {}).get(token)
         return o.view() if o is not None else None
 
+    def resting_shares(self, account: str, token: str) -> int:
+        """Open shares of ``account``'s order ``token`` (0 if it is not live); no view object is built."""
+        o = self._live.get(account, {}).get(token)
+        return o.shares if o is not None else 0
+
     def live_orders(self, account: str) -> list[RestingOrder]:
         """Every resting order of ``account``, in no particular order."""
         return [o.view() for o in self._live.get(account, {}).values()]

@@ -49,6 +49,8 @@ from efsdk.sim.engine import MatchingEngine
 __all__ = ["ReplayFillGateway"]
 
 ME, FEED, TAPE = "ME", "FEED", "TAPE"
+_EnterOrder, _CancelOrder = ouch.EnterOrder, ouch.CancelOrder
+_DAY = ouch.TIF.SYSTEM_HOURS
 _EXECUTIONS = (OP_EXECUTE, OP_EXECUTE_PRICE)
 _MAX_SHARES = 0xFFFFFFFF  # feed orders may be larger than OUCH's 999,999
 
@@ -121,7 +123,10 @@ class ReplayFillGateway:
 
     def _keep(self, responses: list) -> None:
         """Our answers go to the strategy; the mirror's own (FEED, TAPE) are dropped."""
-        self._out.extend(m for account, m in responses if account == ME)
+        out = self._out
+        for account, message in responses:
+            if account == ME:
+                out.append(message)
         self.engine.drain_itch()  # type: ignore[union-attr]  # nobody reads the mirror's ITCH
 
     # ------------------------------------------------------------------ the mirror
@@ -170,7 +175,9 @@ class ReplayFillGateway:
         if token is None:
             self.mirror_refused += 1
             return
-        responses = self.engine.enter(FEED, ouch.enter_order(token, side, shares, symbol, price))  # type: ignore[union-attr]
+        # The named tuple directly: the engine validates it, and this runs for every feed order.
+        responses = self.engine.enter(FEED, _EnterOrder(  # type: ignore[union-attr]
+            "O", token, side, shares, symbol, price, _DAY, "", "Y", "A", "N", 0, "N", " "))  # fmt: skip
         if any(account == FEED and m[0] == "J" for account, m in responses):
             self.mirror_refused += 1
         self._keep(responses)
@@ -185,13 +192,13 @@ class ReplayFillGateway:
         if token is None:
             return
         engine = self.engine
-        resting = engine.order(FEED, token)  # type: ignore[union-attr]
-        if resting is None:
+        resting = engine.resting_shares(FEED, token)  # type: ignore[union-attr]
+        if not resting:
             return
         shown = book.order(ref)
         target = shown.shares if shown is not None else 0
-        if resting.shares > target:
-            self._keep(engine.cancel(FEED, ouch.cancel_order(token, target)))  # type: ignore[union-attr]
+        if resting > target:
+            self._keep(engine.cancel(FEED, _CancelOrder("X", token, target)))  # type: ignore[union-attr]
 
 
 def _halted(book: OrderBook) -> bool:
