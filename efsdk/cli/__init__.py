@@ -21,7 +21,8 @@ _COMMANDS = ("demo", "replay", "run", "sim", "publish", "subscribe", "record", "
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="efsdk",
-        description="Kernel-bypass market data (ITCH 5.0 over MoldUDP64) into pure-Python order books and strategies.",
+        description="Kernel-bypass market data (ITCH 5.0 over MoldUDP64) into pure-Python order books and strategies, "
+        "with OUCH 4.2 order entry, pre-trade risk, an embedded exchange simulator and ZeroMQ fan-out.",
     )
     parser.add_argument("--version", action="version", version=f"efsdk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
