@@ -127,9 +127,9 @@ class FeedHandler:
         self._chunk: Any = b""  # buffer the current ops' offsets index
         self._base = 0  # absolute offset of _chunk[0]
         self._decode_base = self.decoder.stats
-        #: Feed time (ns since midnight) of the last message whose timestamp
-        #: was read: rare messages always, and on the strategy path every
-        #: delete/execute/cancel/replace (adds carry no offset to read it from).
+        #: Feed time (ns since midnight): on the full-feed path that of the
+        #: batch's last message; on the strategy path that of the message
+        #: being applied (adds, which carry no offset, keep the previous one).
         self.clock = 0
         #: Timestamp (ns, wall clock) of the frame whose messages are being
         #: applied, set by the live driver per frame; 0 on a file replay.
@@ -159,6 +159,8 @@ class FeedHandler:
             pos += used
             if not used:
                 break
+        if self.on_book is None and self.decoder.last_timestamp:
+            self.clock = self.decoder.last_timestamp  # also when every message was filtered out
         return pos
 
     def replay(
@@ -208,6 +210,7 @@ class FeedHandler:
         words = ops.cast("Q")
         if self.on_book is None:
             self.builder.apply_ops(words, self._on_message, self._on_anomaly)
+            self.clock = self.decoder.last_timestamp  # the batch's feed time, read in C for every message
         else:
             self._apply_each(words)
         for listener in self.batch_listeners:

@@ -117,6 +117,7 @@ int efsdk_itch_decode_indexed(const uint8_t *buf, size_t len, size_t *consumed,
 
     uint64_t *const by_type = stats->by_type;
     uint64_t n_msgs = 0, n_filtered = 0, n_unknown = 0, n_bad = 0, n_empty = 0;
+    uint64_t last_ts = 0;
     size_t pos = 0, n = 0;
 
     while (n < out_cap && len - pos >= 2) {
@@ -162,6 +163,7 @@ int efsdk_itch_decode_indexed(const uint8_t *buf, size_t len, size_t *consumed,
 
         /* Every ITCH 5.0 type is >= 12 bytes, so the header is in bounds. */
         const uint16_t loc = ld16(m + 1);
+        last_ts = ((uint64_t)ld16(m + 5) << 32) | ld32(m + 7); /* feed time, filtered or not */
         if (locate_filter != NULL && loc != 0 && locate_filter[loc] == 0) {
             if (t != 'R' || !symbol_match(m + 11, symbols, n_symbols)) {
                 n_filtered++;
@@ -234,6 +236,8 @@ int efsdk_itch_decode_indexed(const uint8_t *buf, size_t len, size_t *consumed,
 
     *consumed = pos;
     *framed = n_msgs;
+    if (last_ts)
+        stats->last_timestamp = last_ts;
     stats->messages += n_msgs;
     stats->bytes += pos;
     stats->emitted += n;

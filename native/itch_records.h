@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EFSDK_ITCH_RECORDS_VERSION 2 /* bump on any layout/semantic change */
+#define EFSDK_ITCH_RECORDS_VERSION 3 /* bump on any layout/semantic change */
 
 /* Record type 0 = anomaly: `side` holds the kind, `shares` the declared length,
  * `price` the actual type byte (0 if none), `offset` where it starts. */
@@ -48,6 +48,7 @@ typedef struct efsdk_itch_stats {
     uint64_t empty;
     uint64_t bad_side;           /* book-op decoder: add whose side is not B/S */
     uint64_t by_type[256];       /* every framed message, by type byte, filtered or not */
+    uint64_t last_timestamp;     /* ns since midnight of the last well-formed message (feed time) */
 } efsdk_itch_stats;
 
 /*

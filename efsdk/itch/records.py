@@ -79,7 +79,7 @@ RECORD = struct.Struct("=BBHIIIQQ")
 
 #: The native layout/semantics version this module was written for; must equal
 #: ``EFSDK_ITCH_RECORDS_VERSION`` compiled into the extension.
-EXPECTED_NATIVE_VERSION = 2
+EXPECTED_NATIVE_VERSION = 3
 
 # Record type 0 and its kinds (in ``side``); 1-3 come from the C decoder.
 ANOMALY = 0
@@ -435,6 +435,11 @@ class RecordDecoder:
             *(getattr(s, name) for name in _COUNTERS),
             by_type={chr(t): c for t, c in enumerate(by_type) if c},
         )
+
+    @property
+    def last_timestamp(self) -> int:
+        """Feed time (ns since midnight) of the last well-formed message decoded, filtered or not; 0 before any."""
+        return int(self._stats.last_timestamp)
 
     def reset_stats(self) -> None:
         _ffi.memmove(self._stats, bytes(_ffi.sizeof("efsdk_itch_stats")), _ffi.sizeof("efsdk_itch_stats"))

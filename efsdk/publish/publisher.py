@@ -87,7 +87,7 @@ import zmq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from book import OrderBook
-from book.ops import OP_MESSAGE, OP_REPLACE_IN, SHARES_MASK
+from book.ops import SHARES_MASK
 from book.side import TOTAL
 from efsdk.errors import ConfigError, ProtocolError
 from efsdk.publish.encoding import (
@@ -361,20 +361,10 @@ class BookPublisher(Resource):
         """Publish what the batch changed; runs after the builder applied it."""
         stats = self.stats
         stats.batches += 1
-        # Feed time: the last record that points at its message (adds do not).
-        words = ops.cast("Q")
-        for i in range(len(words) - 4, -1, -4):
-            op = words[i]
-            if 0 < op < OP_REPLACE_IN:  # delete, executes, cancel, replace-out: c = offset
-                off = words[i + 3]
-            elif op == OP_MESSAGE:  # a = offset
-                off = words[i + 1]
-            else:
-                continue
-            ts = int.from_bytes(chunk[off + 5 : off + 11], "big")
-            if ts:
-                self.clock = ts
-            break
+        # Feed time: the batch's last message, as the native decoder read it (adds included).
+        ts = self._feed.decoder.last_timestamp if self._feed is not None else 0
+        if ts:
+            self.clock = ts
         now = time.monotonic()
         if now >= self._next_publish:  # else conflating: the builder keeps recording until then
             self._flush_changes(now)

@@ -634,3 +634,17 @@ def test_on_book_not_called_for_dropped_adds():
     fh.process(_add(1) + _add(1, shares=7) + _add(2, shares=0))
     assert fh.builder.stats.duplicate_ref == 1 and fh.builder.stats.bad_shares == 1
     assert calls == [BookEvent(ADD_BASE + 2, 1)]
+
+
+def test_the_full_feed_path_keeps_feed_time_per_batch_even_for_filtered_and_add_only_batches():
+    from efsdk.itch.codec import decode
+
+    stream = _dir(1, "AAPL") + _dir(2, "MSFT") + _add(1, 1, "B", 100, 10_000, "AAPL", ts=5_000)
+    fh = FeedHandler(symbols=["AAPL"])
+    fh.process(stream)
+    assert fh.clock == 5_000
+    fh.process(_add(2, 2, "S", 100, 20_000, "MSFT", ts=7_000))  # filtered out by locate: time still moves
+    assert fh.clock == 7_000 and fh.decoder.last_timestamp == 7_000
+    last = _add(3, 1, "B", 100, 10_000, "AAPL", ts=9_000)
+    fh.process(last)  # adds only: no offset in their op records, the decoder read it anyway
+    assert fh.clock == decode(last[2:]).timestamp == 9_000
