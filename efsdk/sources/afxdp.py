@@ -371,17 +371,9 @@ class AfXdpSource(NativeFrameSource):
         """The validated configuration this source was opened with."""
         return self._config
 
-    def poll(self, max: int | None = None, timeout: float | None = None) -> _base.FrameBatch:
-        """As :meth:`NativeFrameSource.poll`; errors carry AF_XDP hints."""
-        h = self._h
-        if h is None:
-            raise SourceError(errno.EBADF, f"{self._describe} is closed")
-        n = self._batch if max is None else (max if max < self._batch else self._batch)
-        self._gen += 1
-        rc = self._poll_fn(h, self._frames, n, -1 if timeout is None else _base._timeout_ns(timeout), POLL_RELEASE)
-        if rc < 0:
-            raise afxdp_error(rc, None, f"polling {self._describe}")
-        return _base.FrameBatch(self, self._frames, rc, self._gen)
+    def _raise(self, rc: int, what: str) -> None:
+        """Errors carry AF_XDP hints."""
+        raise afxdp_error(rc, None, what)
 
     @property
     def xdp_stats(self) -> dict[str, Any]:

@@ -326,8 +326,12 @@ class NativeFrameSource(Resource):
         self._gen += 1
         rc = self._poll_fn(h, self._frames, n, -1 if timeout is None else _timeout_ns(timeout), POLL_RELEASE)
         if rc < 0:
-            check_rc(rc, f"polling {self._describe}")
+            self._raise(rc, f"polling {self._describe}")
         return FrameBatch(self, self._frames, rc, self._gen)
+
+    def _raise(self, rc: int, what: str) -> None:
+        """Raise the error for ``-errno`` ``rc``; backends override it to add their own hints."""
+        check_rc(rc, what)
 
     def release(self) -> None:
         """Hand every delivered frame back to the backend (their memoryviews die)."""
