@@ -381,6 +381,19 @@ class MatchingEngine:
         return out
 
     # ------------------------------------------------------------------ OUCH in
+    def handle(self, account: str, msg: Any) -> list[Response]:
+        """Route any inbound OUCH request (Enter, Replace, Cancel, Modify) by its type."""
+        kind = msg[0]
+        if kind == "O":
+            return self.enter(account, msg)
+        if kind == "U":
+            return self.replace(account, msg)
+        if kind == "X":
+            return self.cancel(account, msg)
+        if kind == "M":
+            return self.modify(account, msg)
+        raise ValueError(f"not an inbound OUCH request: type {kind!r}")
+
     def enter(self, account: str, msg: Any) -> list[Response]:
         """Handle an OUCH Enter Order from ``account``; returns every response it caused."""
         stats = self.stats

@@ -131,16 +131,7 @@ class Exchange(Resource):
             if self.stats.bad_requests == 1:
                 log.warning("sim: undecodable OUCH request from %s (%s); further ones are counted", user, exc)
             return
-        engine = self.engine
-        kind = message.type
-        if kind == "O":
-            responses = engine.enter(user, message)
-        elif kind == "U":
-            responses = engine.replace(user, message)
-        elif kind == "X":
-            responses = engine.cancel(user, message)
-        else:
-            responses = engine.modify(user, message)
+        responses = self.engine.handle(user, message)
         # Background orders hit by this request: the flow must hear of it.
         self._respond(self.flow.deliver(responses))
         self._publish()

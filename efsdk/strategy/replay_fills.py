@@ -106,15 +106,7 @@ class ReplayFillGateway:
                 self.halted_rejects += 1
                 self._out.append(ouch.Rejected("J", engine._clock(), token, "H"))  # type: ignore[union-attr]
                 return sent
-        if kind == "O":
-            responses = engine.enter(ME, message)
-        elif kind == "U":
-            responses = engine.replace(ME, message)
-        elif kind == "X":
-            responses = engine.cancel(ME, message)
-        else:
-            responses = engine.modify(ME, message)
-        self._keep(responses)
+        self._keep(engine.handle(ME, message))
         return sent
 
     def poll(self) -> list[tuple]:

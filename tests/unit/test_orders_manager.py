@@ -26,7 +26,6 @@ class EngineGateway:
         self.engine = engine
         self.account = account
         self.pending = []
-        self.route = {"O": engine.enter, "U": engine.replace, "X": engine.cancel, "M": engine.modify}
         self.lose = 0
         self.down = False
         self.reconnects = 0
@@ -40,7 +39,7 @@ class EngineGateway:
         if self.lose:
             self.lose -= 1  # written to the socket, never reached the exchange
             return 1
-        self.deliver(self.route[message.type](self.account, message))
+        self.deliver(self.engine.handle(self.account, message))
         return 1
 
     def reconnect(self):

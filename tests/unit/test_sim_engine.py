@@ -667,3 +667,18 @@ def test_every_response_encodes_with_the_shared_ouch_codec():
         assert ouch.decode_outbound(ouch.encode(m)) == m
         seen.add(m.type)
     assert seen == {"A", "U", "C", "E", "J", "M", "I"}
+
+
+def test_handle_routes_every_inbound_type_and_refuses_outbound_ones():
+    from efsdk.orders.ouch import codec as ouch
+    from efsdk.sim.engine import MatchingEngine
+
+    engine = MatchingEngine(["AAA"], clock_ns=lambda: 1)
+    engine.open_session()
+    [(_, accepted)] = engine.handle("X", ouch.enter_order("T1", "B", 300, "AAA", 10_0000))
+    assert accepted.type == "A"
+    assert engine.handle("X", ouch.modify_order("T1", "B", 200))[0][1].type == "M"
+    assert engine.handle("X", ouch.replace_order("T1", "T2", 200, 9_9900))[0][1].type == "U"
+    assert engine.handle("X", ouch.cancel_order("T2"))[0][1].type == "C"
+    with pytest.raises(ValueError, match="not an inbound OUCH request"):
+        engine.handle("X", ouch.Rejected("J", 1, "T3", "O"))
