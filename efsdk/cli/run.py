@@ -3,7 +3,7 @@
 Without a strategy file it builds (and shows) books.  With one, the driver
 is chosen by flags and the strategy class does not change:
 
-* ``--replay FILE``  an ITCH file or a pcap; fills from the replayed book;
+* ``--replay FILE``  an ITCH file or a pcap; fills from the simulator's engine mirroring the replayed book;
 * ``--sim``          the embedded exchange started as a child process: live
                      feed over UDP and orders over SoupBinTCP on loopback;
 * ``--feed ... --orders HOST:PORT``  a live feed and a live order session.
@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Without STRATEGY: receive a MoldUDP64 session of ITCH 5.0 on one or two lines through a frame "
         "source, recover gaps from the other line or a request server, build the books and show a live status line. "
         "With STRATEGY.py: run its Strategy class on the driver the flags choose: --replay FILE (ITCH file or pcap, "
-        "fills from the replayed book), --sim (the embedded exchange), or --feed with --orders (live). "
+        "fills from the simulator's matching engine mirroring the replayed book), --sim (the embedded exchange), "
+        "or --feed with --orders (live). "
         "Stops at end of session, after --duration, or on Ctrl-C.",
     )
     p.add_argument("strategy", nargs="?", metavar="STRATEGY.py", help="file defining one Strategy subclass")

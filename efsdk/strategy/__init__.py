@@ -2,8 +2,9 @@
 
 The same strategy class runs on every driver; a driver only decides where
 book events come from and where orders go (:mod:`efsdk.strategy.drivers`):
-a replayed file or capture with fills from the replayed book, a live feed
-with a SoupBinTCP order session, or the embedded exchange simulator.
+a replayed file or capture with fills from the simulator's matching engine
+mirroring the replayed book, a live feed with a SoupBinTCP order session, or
+the embedded exchange simulator.
 """
 
 from efsdk.orders.manager import Order, OrderState, OrderUpdate, Position, UpdateKind

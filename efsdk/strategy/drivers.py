@@ -2,8 +2,8 @@
 
 * :func:`run_replay` - an ITCH file (BinaryFILE, plain or gzip), its bytes,
   or a pcap/pcapng capture of MoldUDP64; orders are filled by
-  :class:`~efsdk.strategy.replay_fills.ReplayFillGateway` against the
-  replayed book; the clock is feed time.
+  :class:`~efsdk.strategy.replay_fills.ReplayFillGateway`: the simulator's
+  matching engine mirroring the replayed book; the clock is feed time.
 * :func:`run_live` - frame sources through a MoldUDP64 session
   (:class:`~efsdk.live.LiveFeed`) and an order gateway such as a SoupBinTCP
   session (:class:`~efsdk.orders.gateway.SoupGateway`); the clock is wall
