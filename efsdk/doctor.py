@@ -193,8 +193,12 @@ def check_efvi(root: str | os.PathLike[str]) -> Iterator[Check]:
     except Exception as exc:  # a stale/broken build must be reported, not crash doctor
         yield Check("efvi.native", "ef_vi binding", "fail", f"{NATIVE_EFVI} fails to import: {exc}", "rebuild efsdk")
         return
-    version = getattr(mod, "__version__", None) or getattr(mod, "VERSION", None)
-    yield Check("efvi.native", "ef_vi binding", "pass", f"{NATIVE_EFVI} built" + (f" ({version})" if version else ""))
+    try:  # the libciul it was linked against, as the library reports itself
+        version = mod.ffi.string(mod.lib.efsdk_efvi_libciul_version()).decode("ascii", "replace")
+    except Exception:  # an older build without the call: still a working binding
+        version = None
+    yield Check("efvi.native", "ef_vi binding", "pass",
+                f"{NATIVE_EFVI} built" + (f" (libciul {version})" if version else ""))  # fmt: skip
 
 
 def check_afxdp(root: str | os.PathLike[str]) -> Iterator[Check]:
