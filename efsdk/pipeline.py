@@ -301,7 +301,8 @@ def _execution(chunk: Any, offset: int, op: int, hit: tuple, shares: int, timest
     side, price, _level = hit
     # E: ref 8 | shares 4 | match 8 after the 11-byte header; C adds printable 1 | price 4.
     match = int.from_bytes(chunk[offset + 23 : offset + 31], "big")
+    kind = "E"
     if op == OP_EXECUTE_PRICE:
         price = int.from_bytes(chunk[offset + 32 : offset + 36], "big")
-        return Trade(price, shares, "B" if side.is_bid else "S", timestamp, "C", match)
-    return Trade(price, shares, "B" if side.is_bid else "S", timestamp, "E", match)
+        kind = "C"
+    return Trade(price, shares, "B" if side.is_bid else "S", timestamp, kind, match)

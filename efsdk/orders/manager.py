@@ -278,11 +278,13 @@ class OrderManager:
         sent[kind] = sent.get(kind, 0) + 1
         return self.gateway.send(message)
 
-    def _risk(self, symbol: str, side: str, shares: int, price: int, added: int | None = None) -> None:
+    def _risk(self, symbol: str | None = None, side: str = "", shares: int = 0, price: int = 0) -> None:
+        """Pre-trade checks, counted when they block: the order's limits (when one is given), then the rate."""
         if self.risk is None:
             return
         try:
-            self.risk.check_order(symbol, side, shares, price, added_shares=added)
+            if symbol is not None:
+                self.risk.check_order(symbol, side, shares, price)
             self.risk.check_rate()
         except OrderError:
             self.stats.risk_rejected += 1
@@ -323,14 +325,14 @@ class OrderManager:
         would still be matched rather than lost.
         """
         self.stats.not_sent += 1
-        order.state = OrderState.REJECTED
-        order.reject_reason = "not_sent"
-        order.leaves = 0
+        self._reject(order, "not_sent")
         self._open.pop(order.token, None)
-        self._restore_replaced(order)
 
-    def _restore_replaced(self, order: Order) -> None:
-        """A replacement that did not happen leaves its original as it was."""
+    def _reject(self, order: Order, reason: str) -> None:
+        """Close ``order`` as rejected; a replacement that did not happen leaves its original as it was."""
+        order.state = OrderState.REJECTED
+        order.leaves = 0
+        order.reject_reason = reason
         if order.replaces is not None:
             old = self.orders.get(order.replaces)
             if old is not None and old.state is OrderState.PENDING_REPLACE:
@@ -375,12 +377,7 @@ class OrderManager:
         self._require_open(order, "cancel")
         if shares and shares >= order.leaves:
             return
-        if self.risk is not None:
-            try:
-                self.risk.check_rate()
-            except OrderError:
-                self.stats.risk_rejected += 1
-                raise
+        self._risk()  # a cancel only counts against the request rate
         self._send_cancel(order, shares)
         if not shares and order.state is OrderState.PENDING_REPLACE:
             for pending in list(self._open.values()):
@@ -499,6 +496,12 @@ class OrderManager:
         order = self._order(m.token, "accepted")
         if order is None:
             return
+        self._take_terms(order, m)
+        self._emit(OrderUpdate(UpdateKind.ACCEPTED, order, m.shares, m.price, timestamp=m.timestamp))
+
+    @staticmethod
+    def _take_terms(order: Order, m: Any) -> None:
+        """The terms the exchange accepted (Accepted or Replaced): reference, price, size, live or dead."""
         order.order_reference = m.order_reference
         order.price = m.price
         order.shares = m.shares
@@ -508,7 +511,6 @@ class OrderManager:
         else:  # accepted dead (e.g. an IOC that could not rest)
             order.leaves = 0
             order.state = OrderState.CANCELED
-        self._emit(OrderUpdate(UpdateKind.ACCEPTED, order, m.shares, m.price, timestamp=m.timestamp))
 
     def _on_replaced(self, m: Any) -> None:
         new = self._order(m.replacement_token, "replaced")
@@ -518,11 +520,7 @@ class OrderManager:
         if old is not None:
             old.state = OrderState.REPLACED
             old.leaves = 0
-        new.order_reference = m.order_reference
-        new.price = m.price
-        new.shares = m.shares
-        new.leaves = m.shares if m.order_state == "L" else 0
-        new.state = OrderState.LIVE if m.order_state == "L" else OrderState.CANCELED
+        self._take_terms(new, m)
         self._emit(OrderUpdate(UpdateKind.REPLACED, new, m.shares, m.price, timestamp=m.timestamp))
 
     def _on_canceled(self, m: Any) -> None:
@@ -562,10 +560,7 @@ class OrderManager:
         if order is None:
             return
         self.stats.exchange_rejected += 1
-        order.state = OrderState.REJECTED
-        order.leaves = 0
-        order.reject_reason = m.reason
-        self._restore_replaced(order)  # a refused replace leaves the original as it was (as the sim does)
+        self._reject(order, m.reason)  # a refused replace leaves the original as it was (as the sim does)
         self._emit(OrderUpdate(UpdateKind.REJECTED, order, reason=m.reason, timestamp=m.timestamp))
 
     def _on_cancel_reject(self, m: Any) -> None:
@@ -576,10 +571,7 @@ class OrderManager:
         order.cancel_sent = False
         if order.in_doubt and order.state is OrderState.PENDING_NEW:  # the exchange never had it
             self.stats.lost_in_reconnect += 1
-            order.state = OrderState.REJECTED
-            order.leaves = 0
-            order.reject_reason = "lost_in_reconnect"
-            self._restore_replaced(order)  # a lost replacement leaves its original live
+            self._reject(order, "lost_in_reconnect")  # a lost replacement leaves its original live
             self._emit(OrderUpdate(UpdateKind.REJECTED, order, reason="lost_in_reconnect", timestamp=m.timestamp))
             return
         if order.state is OrderState.PENDING_CANCEL:

@@ -104,11 +104,11 @@ class RiskGate:
             raise self._block("order_rate", f"{len(recent)} requests in the last second, limit {limit}/s")
         recent.append(now)
 
-    def check_order(self, symbol: str, side: str, shares: int, price: int, *, added_shares: int | None = None) -> None:
+    def check_order(self, symbol: str, side: str, shares: int, price: int) -> None:
         """Raise :class:`RiskRejected` unless a ``side`` order of ``shares`` at ``price`` may be sent.
 
-        ``added_shares`` is the exposure the request adds (a replace adds only
-        its increase); it defaults to ``shares``.
+        A replace is checked like a new order of its new size: the original's
+        open shares may fill while it is in flight (the worst case).
         """
         cfg = self.config
         if self.killed:
@@ -120,14 +120,13 @@ class RiskGate:
             raise self._block("max_notional", f"notional ${notional:,.2f} > max_notional ${cfg.max_notional:,.2f}")
         if cfg.max_position is not None:
             position, open_same_side = self._exposure(symbol, side)
-            added = shares if added_shares is None else added_shares
             sign = 1 if side == "B" else -1
-            worst = position + sign * (open_same_side + added)
+            worst = position + sign * (open_same_side + shares)
             if abs(worst) > cfg.max_position and abs(worst) > abs(position):
                 raise self._block(
                     "max_position",
                     f"{symbol} position {position:+,} with open {side} orders {open_same_side:,} and this "
-                    f"{added:,} could reach {worst:+,}, max_position {cfg.max_position:,}",
+                    f"{shares:,} could reach {worst:+,}, max_position {cfg.max_position:,}",
                 )
         if cfg.price_collar is not None:
             bid, ask = self._reference(symbol)

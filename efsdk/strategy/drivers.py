@@ -127,7 +127,6 @@ def run_live(
     if on_feed is not None:
         on_feed(runtime.feed)
     tick, pump = runtime.tick, runtime.pump
-    timed = strategy.config.timer_interval_ms is not None
     started = time.perf_counter()
     status_at = [time.monotonic() + status_every]
 
@@ -138,8 +137,7 @@ def run_live(
         pump()
         if idle is not None:
             idle()
-        if timed:
-            tick()
+        tick()  # returns at once without a timer
         if stop_when is not None and stop_when(runtime):
             raise _Stop
         if on_status is not None:
@@ -149,7 +147,7 @@ def run_live(
                 on_status(runtime)
 
     live = LiveFeed(lines, runtime.feed, requester_for=requester_for, start_sequence=start_sequence)
-    runtime.live = live  # type: ignore[attr-defined]  # for status lines
+    runtime.live = live
     with live:
         runtime.start()
         try:
@@ -173,6 +171,14 @@ class SimRunResult:
     run: RunResult
     record: dict  # the simulator's JSON record (fills, positions, cash per account)
     account: str
+
+    def summary(self) -> dict:
+        """The run's summary plus whether it reconciles with the exchange's record (and how not)."""
+        out = self.run.summary()
+        problems = self.reconcile()
+        out["reconciled_with_exchange"] = not problems
+        out["reconcile_problems"] = problems
+        return out
 
     def reconcile(self) -> list[str]:
         """Differences between the strategy's positions/cash/fills and the exchange's record ([] = identical)."""

@@ -63,6 +63,7 @@ class ReplayFillGateway:
     def __init__(self) -> None:
         self.engine: MatchingEngine | None = None
         self._books: Callable[[str], OrderBook | None] = lambda symbol: None
+        self._clock: Callable[[], int] = lambda: 0
         self._out: list[tuple] = []
         self._executed_ref = 0  # the ref of the E/C just applied, for its on_trade
         self._tape = 0
@@ -75,9 +76,10 @@ class ReplayFillGateway:
     def bind(self, runtime: Any) -> None:
         """Use ``runtime``'s books, symbols and clock (the runtime calls this when it is built)."""
         self._books = runtime.feed.builder.book
+        self._clock = lambda: runtime.clock
         # Every replace loses priority, as on NASDAQ (the engine's default keeps it on a size-down).
         # FEED and TAPE are the mirror: their tokens and fills are not kept (a busy day has millions).
-        self.engine = MatchingEngine(runtime.symbols, clock_ns=runtime.ctx._clock, max_shares=_MAX_SHARES,
+        self.engine = MatchingEngine(runtime.symbols, clock_ns=self._clock, max_shares=_MAX_SHARES,
                                      replace_decrease_keeps_priority=False, unrecorded_accounts=(FEED, TAPE))  # fmt: skip
         self.engine.open_session()
         self.engine.drain_itch()
@@ -104,7 +106,7 @@ class ReplayFillGateway:
             if book is not None and _halted(book):  # no new interest while the stock is not trading
                 token = message.token if kind == "O" else message.replacement_token
                 self.halted_rejects += 1
-                self._out.append(ouch.Rejected("J", engine._clock(), token, "H"))  # type: ignore[union-attr]
+                self._out.append(ouch.Rejected("J", self._clock(), token, "H"))
                 return sent
         self._keep(engine.handle(ME, message))
         return sent
@@ -127,18 +129,9 @@ class ReplayFillGateway:
         halted = _halted(book)
         if not halted and self._held_adds.get(book.symbol):  # trading again: bring the held orders in
             for held in self._held_adds.pop(book.symbol):  # type: ignore[arg-type]
-                order = book.order(held)
-                if order is not None:
-                    self._mirror_add(book.symbol, held, order.side, order.price, order.shares)  # type: ignore[arg-type]
+                self._mirror_add(book, held, halted=False)
         if op >= ADD_BASE or op == OP_REPLACE_IN:
-            order = book.order(ref)
-            if order is None:
-                return
-            if halted and self._would_cross(book.symbol, order.side, order.price):  # type: ignore[arg-type]
-                # A halted book may lock or cross (quotation period); the engine would trade it.
-                self._held_adds.setdefault(book.symbol, []).append(ref)  # type: ignore[arg-type]
-                return
-            self._mirror_add(book.symbol, ref, order.side, order.price, order.shares)  # type: ignore[arg-type]
+            self._mirror_add(book, ref, halted)
         elif op in _EXECUTIONS:
             self._executed_ref = ref  # replayed as an aggressor by on_trade, which follows
         elif op == OP_CANCEL or op == OP_DELETE or op == OP_REPLACE_OUT:
@@ -162,14 +155,23 @@ class ReplayFillGateway:
         if ref:
             self._mirror_cut(book, ref)
 
-    def _mirror_add(self, symbol: str, ref: int, side: str, price: int, shares: int) -> None:
+    def _mirror_add(self, book: OrderBook, ref: int, halted: bool) -> None:
+        """Enter the feed's order ``ref`` as it shows now; while halted, hold it if it would cross."""
+        order = book.order(ref)
+        if order is None:
+            return
+        symbol = book.symbol
+        if halted and self._would_cross(symbol, order.side, order.price):  # type: ignore[arg-type]
+            # A halted book may lock or cross (quotation period); the engine would trade it.
+            self._held_adds.setdefault(symbol, []).append(ref)  # type: ignore[arg-type]
+            return
         token = _feed_token(ref)
         if token is None:
             self.mirror_refused += 1
             return
         # The named tuple directly: the engine validates it, and this runs for every feed order.
         responses = self.engine.enter(FEED, _EnterOrder(  # type: ignore[union-attr]
-            "O", token, side, shares, symbol, price, _DAY, "", "Y", "A", "N", 0, "N", " "))  # fmt: skip
+            "O", token, order.side, order.shares, symbol, order.price, _DAY, "", "Y", "A", "N", 0, "N", " "))  # fmt: skip
         if any(account == FEED and m[0] == "J" for account, m in responses):
             self.mirror_refused += 1
         self._keep(responses)

@@ -21,7 +21,7 @@ import datetime as _dt
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from hdrh.histogram import HdrHistogram
 
@@ -152,9 +152,15 @@ class StrategyRuntime:
         self.refused: dict[str, int] = {}
         self._refusals_warned: set[str] = set()
         self.trades = 0
-        self.updates = 0
+        #: The live driver's :class:`~efsdk.live.LiveFeed` (``None`` on a replay).
+        self.live: Any = None
         self.started = False
         self.stopped = False
+
+    @property
+    def clock(self) -> int:
+        """The strategy's clock now: ns since midnight (feed time on a replay)."""
+        return self._clock()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -197,13 +203,7 @@ class StrategyRuntime:
         self._book_hook(book, event)
 
     def _book_hook(self, book: OrderBook, event: BookEvent) -> None:
-        self._in_market_hook = True
-        try:
-            self.strategy.on_book(book.symbol, book, event)  # type: ignore[arg-type]
-        except (OrderError, SessionError) as exc:
-            self._order_refused(exc)
-        finally:
-            self._in_market_hook = False
+        self._hook(self.strategy.on_book, book.symbol, book, event, market=True)
         if self._timer_ns:
             self.tick()
         if self._pump_per_event:
@@ -217,22 +217,23 @@ class StrategyRuntime:
         if held is not None:
             self._held = None
             self._book_hook(*held)
-        self._in_market_hook = True
-        try:
-            self.strategy.on_trade(book.symbol, trade)  # type: ignore[arg-type]
-        except (OrderError, SessionError) as exc:
-            self._order_refused(exc)
-        finally:
-            self._in_market_hook = False
+        self._hook(self.strategy.on_trade, book.symbol, trade, market=True)
         if self._pump_per_event:
             self.pump()
 
     def _on_update(self, update: OrderUpdate) -> None:
-        self.updates += 1
+        self._hook(self.strategy.on_order, update)
+
+    def _hook(self, hook: Callable[..., None], *args: object, market: bool = False) -> None:
+        """Call a strategy hook; orders it sends count for tick-to-trade when it handles market data."""
+        outer = self._in_market_hook
+        self._in_market_hook = market or outer
         try:
-            self.strategy.on_order(update)
+            hook(*args)
         except (OrderError, SessionError) as exc:
             self._order_refused(exc)
+        finally:
+            self._in_market_hook = outer
 
     def _order_refused(self, exc: Exception) -> None:
         """A hook's order request was refused (risk, misuse, session down) and the hook did not catch it.
@@ -256,10 +257,7 @@ class StrategyRuntime:
         if self._next_timer == 0:  # first call: start the schedule, fire at once
             self._next_timer = at
         self._next_timer = max(self._next_timer + self._timer_ns, at)
-        try:
-            self.strategy.on_timer(self._clock())
-        except (OrderError, SessionError) as exc:
-            self._order_refused(exc)
+        self._hook(self.strategy.on_timer, self._clock())
 
     def pump(self) -> int:
         """Deliver every response the gateway has; returns how many."""
@@ -299,6 +297,10 @@ class StrategyRuntime:
             "trades_seen": self.trades,
             "feed_messages": self.feed.stats.messages,
         }
+        if self.live is not None:
+            session = self.live.session.stats
+            out["feed_latency_us"] = self.live.latency_summary()
+            out["feed_gaps"] = {"detected": session.gaps_detected, "lost": session.gaps_lost}
         if self.orders is not None:
             realized, unrealized = self.ctx.pnl()
             stats = self.orders.stats
