@@ -123,6 +123,14 @@ def strategy_table(summary: dict[str, Any], title: str) -> Table:
     return table
 
 
+def reconciliation(summary: dict[str, Any]) -> str:
+    """The verdict of a run against the exchange's record (``SimRunResult.summary()``)."""
+    problems = summary["reconcile_problems"]
+    if not problems:
+        return "[bold green]positions, cash and fills match the exchange's record[/]"
+    return "[bold red]MISMATCH with the exchange:[/] " + "; ".join(problems)
+
+
 def write_json(path: str, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` ('-' = stdout); values JSON lacks become strings.
 

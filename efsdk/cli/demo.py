@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     pin_cpu(args.cpu)
     if args.offline:
         return run_offline(args)
-    from efsdk.cli._format import strategy_table  # noqa: PLC0415
-    from efsdk.cli._format import write_json  # noqa: PLC0415
+    from efsdk.cli._format import reconciliation, strategy_table, write_json  # noqa: PLC0415
     from efsdk.cli.run_strategy import _with_status  # noqa: PLC0415
     from efsdk.strategy import run_sim  # noqa: PLC0415
 
@@ -80,19 +79,12 @@ def run(args: argparse.Namespace) -> int:
         f"native decode -> pure-Python books -> {type(strategy).__name__} -> OUCH 4.2 / SoupBinTCP -> exchange; "
         f"{args.duration:g} s"
     )
-    with publisher_from_args(args) as publisher:
-        hooks = {"on_feed": publisher.on_feed, "idle": publisher.idle} if publisher is not None else {}
+    with publisher_from_args(args) as hooks:
         sim = _with_status(out, lambda status: run_sim(strategy, duration=args.duration, flow_rate=args.flow_rate,
                                                        seed=args.seed, on_status=status, **hooks))  # fmt: skip
     result = sim.run
-    summary = result.summary()
-    feed = result.runtime.live  # type: ignore[attr-defined]
-    summary["feed_messages"] = result.feed.stats.messages
-    summary["feed_latency_us"] = feed.latency_summary()
-    summary["feed_gaps"] = {"detected": feed.session.stats.gaps_detected, "lost": feed.session.stats.gaps_lost}
-    problems = sim.reconcile()
-    summary["reconciled_with_exchange"] = not problems
-    summary["reconcile_problems"] = problems
+    summary = sim.summary()
+    problems = summary["reconcile_problems"]
     exchange = sim.record.get("stats", {})
     out.print(strategy_table(summary, f"{type(strategy).__name__} against the embedded exchange"))
     lat = summary["feed_latency_us"]
@@ -107,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
         book = result.feed.builder.book(symbol)
         if book is not None:
             out.print(depth_table(book, 5))
-    out.print("[bold green]positions, cash and fills match the exchange's record[/]" if not problems
-              else "[bold red]MISMATCH with the exchange:[/] " + "; ".join(problems))  # fmt: skip
+    out.print(reconciliation(summary))
     if args.json:
         write_json(args.json, summary)
     return 0 if not problems else 4

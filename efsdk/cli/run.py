@@ -157,12 +157,11 @@ def run_books(args: argparse.Namespace) -> int:
     if server is not None:
         requester_for = lambda session: MoldRerequester(session, server, bind=("0.0.0.0", 0))  # noqa: E731
     feed = FeedHandler(symbols=symbols)
-    with publisher_from_args(args) as publisher, \
+    with publisher_from_args(args) as hooks, \
             LiveFeed(lines, feed, requester_for=requester_for, start_sequence=None if args.join_late else 1) as live:
-        idle = None
-        if publisher is not None:
-            publisher.on_feed(feed)
-            idle = publisher.idle
+        if hooks:
+            hooks["on_feed"](feed)
+        idle = hooks.get("idle")
         if out.is_terminal:
             with Live(console=out, refresh_per_second=4, transient=True) as screen:
                 live.run(args.duration, on_status=lambda lf: screen.update(_status(lf)), service=idle)

@@ -7,7 +7,7 @@ import os
 
 from rich.live import Live
 
-from efsdk.cli._format import console, strategy_status, strategy_table, write_json
+from efsdk.cli._format import console, reconciliation, strategy_status, strategy_table, write_json
 from efsdk.cli.replay import parse_symbols
 from efsdk.errors import ConfigError
 from efsdk.publish.attach import publisher_from_args
@@ -27,13 +27,11 @@ def run_strategy(args: argparse.Namespace) -> int:
     out = console()
     out.print(f"[bold]efsdk run[/]: {type(strategy).__name__}({', '.join(strategy.config.symbols)}) on {drivers[0].lstrip('-')}")
     exit_code = 0
-    with publisher_from_args(args) as publisher:
-        hooks = {"on_feed": publisher.on_feed, "idle": publisher.idle} if publisher is not None else {}
+    with publisher_from_args(args) as hooks:
         summary, exit_code = _drive(args, strategy, out, hooks)
     out.print(strategy_table(summary, f"{type(strategy).__name__} on {drivers[0].lstrip('-')}"))
     if "reconciled_with_exchange" in summary:
-        out.print("positions, cash and fills match the exchange's record" if not summary["reconcile_problems"]
-                  else "[bold red]MISMATCH with the exchange:[/] " + "; ".join(summary["reconcile_problems"]))  # fmt: skip
+        out.print(reconciliation(summary))
     if args.json:
         write_json(args.json, summary)
     return exit_code
@@ -53,12 +51,8 @@ def _drive(args: argparse.Namespace, strategy, out, hooks: dict) -> tuple[dict, 
 
         sim = _with_status(out, lambda status: run_sim(strategy, duration=args.duration or 10.0, on_status=status,
                                                        token_prefix=args.token_prefix, **hooks))  # fmt: skip
-        result = sim.run
-        summary = result.summary()
-        problems = sim.reconcile()
-        summary["reconciled_with_exchange"] = not problems
-        summary["reconcile_problems"] = problems
-        if problems:
+        summary = sim.summary()
+        if summary["reconcile_problems"]:
             exit_code = 4
     else:
         summary = _run_live(args, strategy, out, hooks)
@@ -108,6 +102,4 @@ def _run_live(args: argparse.Namespace, strategy, out, hooks: dict) -> dict:  # 
     finally:
         if gateway is not None:
             gateway.close()
-    summary = result.summary()
-    summary["feed_latency_us"] = result.runtime.live.latency_summary()  # type: ignore[attr-defined]
-    return summary
+    return result.summary()

@@ -39,17 +39,20 @@ class AttachedPublisher:
 
 
 @contextlib.contextmanager
-def publisher_from_args(args: argparse.Namespace) -> Iterator[AttachedPublisher | None]:
-    """The publisher ``--publish`` asks for (``None`` without it); final snapshots are sent on exit."""
+def publisher_from_args(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """The driver hooks ``--publish`` asks for: ``{"on_feed": ..., "idle": ...}``, or ``{}`` without it.
+
+    Final snapshots are sent on exit.
+    """
     if not getattr(args, "publish", None):
-        yield None
+        yield {}
         return
     from efsdk.publish.publisher import BookPublisher, PublisherConfig  # noqa: PLC0415
 
     with BookPublisher(PublisherConfig(endpoint=args.publish, snapshot_endpoint=args.publish_snapshots)) as pub:
         attached = AttachedPublisher(pub)
         try:
-            yield attached
+            yield {"on_feed": attached.on_feed, "idle": attached.idle}
         finally:
             pub.finish()
             pub.poll(0.0)
