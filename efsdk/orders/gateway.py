@@ -57,11 +57,11 @@ class SoupGateway(Resource):
         self._attempts = 0
         self.reconnects = 0  # successful ones; the runtime then settles in-doubt orders
         self.reconnect_timeout = reconnect_timeout
+        # The first connect may wait longer than a reconnect, which runs on the feed thread.
         self.client = SoupClient(
             SoupClientConfig(host=address[0], port=address[1], heartbeat_interval=heartbeat_interval,
                              idle_timeout=idle_timeout, first_sequence=first_sequence,
-                             connect_timeout=max(reconnect_timeout, 0.1) * 4),  # the first connect may wait longer
-            # fmt: skip
+                             connect_timeout=max(reconnect_timeout, 0.1) * 4),  # fmt: skip
             credentials,
             self._on_sequenced,
             self._on_event,

@@ -51,7 +51,6 @@ time), root (CAP_NET_ADMIN + CAP_BPF + CAP_NET_RAW) and Linux >= 5.18.
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -156,13 +155,7 @@ _XDP_MODE_NAMES = {1: "native", 2: "skb"}
 
 def afxdp_error(rc: int, stage: int | None, what: str, detail: str = "") -> SourceError:
     """The :class:`SourceError` for ``rc`` (-errno) failing at open ``stage`` (None: after open)."""
-    code = -rc if rc < 0 else rc
-    hint = _HINTS.get((stage, code)) or _HINTS.get((None, code))
-    where = _STAGE_NAMES.get(stage, "") if stage else ""
-    msg = f"{what}: " + (f"{where}: " if where else "") + os.strerror(code) + (f" ({hint})" if hint else "")
-    if detail:
-        msg += f"; {detail}"
-    return SourceError(code, msg)
+    return _base.stage_error(rc, stage, what, _HINTS, _STAGE_NAMES, detail)
 
 
 # --------------------------------------------------------------------------- the native module

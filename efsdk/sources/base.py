@@ -88,6 +88,28 @@ _HINTS = {
 }
 
 
+def stage_error(
+    rc: int,
+    stage: int | None,
+    what: str,
+    hints: dict[tuple[int | None, int], str],
+    stage_names: dict[int, str],
+    detail: str = "",
+) -> SourceError:
+    """The :class:`SourceError` for ``rc`` (-errno) failing at open ``stage`` (None: after open).
+
+    A backend's ``hints`` are keyed ``(stage, errno)``, with ``(None, errno)``
+    for any stage; ``stage_names`` say where in the open it failed.
+    """
+    code = -rc if rc < 0 else rc
+    hint = hints.get((stage, code)) or hints.get((None, code))
+    where = stage_names.get(stage, "") if stage else ""
+    msg = f"{what}: " + (f"{where}: " if where else "") + os.strerror(code) + (f" ({hint})" if hint else "")
+    if detail:
+        msg += f"; {detail}"
+    return SourceError(code, msg)
+
+
 def check_rc(rc: int, what: str) -> int:
     """Return ``rc`` if >= 0, else raise :class:`SourceError` for ``-rc`` with a hint."""
     if rc >= 0:

@@ -36,7 +36,6 @@ poll raises :class:`SourceError` (ENETRESET): close and reopen.
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -130,11 +129,7 @@ DISCARD_NAMES = ("csum_bad", "mcast_mismatch", "crc_bad", "trunc", "rights", "ev
 
 def efvi_error(rc: int, stage: int | None, what: str) -> SourceError:
     """The :class:`SourceError` for ``rc`` (-errno) failing at open ``stage`` (None: after open)."""
-    code = -rc if rc < 0 else rc
-    hint = _HINTS.get((stage, code)) or _HINTS.get((None, code))
-    where = _STAGE_NAMES.get(stage, "") if stage else ""
-    msg = f"{what}: " + (f"{where}: " if where else "") + os.strerror(code) + (f" ({hint})" if hint else "")
-    return SourceError(code, msg)
+    return _base.stage_error(rc, stage, what, _HINTS, _STAGE_NAMES)
 
 
 # --------------------------------------------------------------------------- the native module
