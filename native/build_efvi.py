@@ -102,7 +102,7 @@ def make_ffibuilder(onload: Onload, path=_path):
         # The module's one translation unit is the real C file (no C in this string).
         '#include "src_efvi.c"\n',
         include_dirs=[path("."), onload.include_dir],
-        depends=[path("src_efvi.c"), path("frame_source.h"), path("netparse.h"), path("efvi.cdef")],
+        depends=[path(name) for name in ("src_efvi.c", "frame_source.h", "netparse.h", "mcast_join.h", "efvi.cdef")],
         extra_compile_args=_CFLAGS,
         libraries=link.get("libraries", []) + ["rt"],
         library_dirs=link.get("library_dirs", []),

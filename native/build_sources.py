@@ -46,7 +46,7 @@ def make_ffibuilder(path=_path) -> FFI:
         '#include "frame_source.h"\n',
         sources=[path("src_udp.c"), path("src_afpacket.c"), path("udp_blast.c")],
         include_dirs=[path(".")],
-        depends=[path("frame_source.h"), path("netparse.h"), path("sources.cdef")],
+        depends=[path("frame_source.h"), path("netparse.h"), path("mcast_join.h"), path("sources.cdef")],
         extra_compile_args=_CFLAGS,
         py_limited_api=True,
     )

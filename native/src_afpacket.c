@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "frame_source.h"
+#include "mcast_join.h"
 #include "netparse.h"
 
 #include <arpa/inet.h>
@@ -463,19 +464,8 @@ int efsdk_afpacket_open(const efsdk_source_config *cfg, efsdk_source **out)
         if (setsockopt(a->fd, SOL_PACKET, PACKET_FANOUT, &fan, sizeof fan) < 0)
             goto fail_errno;
     }
-    for (uint32_t i = 0; i < a->n_feeds; i++) {
-        if (!IN_MULTICAST(ntohl(a->feeds[i].addr)))
-            continue;
-        if (a->join_fd < 0) {
-            a->join_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-            if (a->join_fd < 0)
-                goto fail_errno;
-        }
-        struct ip_mreqn mr = {.imr_ifindex = a->ifindex};
-        mr.imr_multiaddr.s_addr = a->feeds[i].addr;
-        if (setsockopt(a->join_fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof mr) < 0 && errno != EADDRINUSE)
-            goto fail_errno; /* EADDRINUSE: the same group listed twice */
-    }
+    if ((rc = efsdk_join_groups(&a->join_fd, a->feeds, a->n_feeds, a->ifindex, 0)) < 0)
+        goto fail;
     *out = &a->head;
     return 0;
 

@@ -55,6 +55,7 @@
 #include <xdp/xsk.h>
 
 #include "frame_source.h"
+#include "mcast_join.h"
 #include "netparse.h"
 
 #define EFSDK_AFXDP_VERSION 1 /* bump on any change of the structs below / semantics */
@@ -985,19 +986,8 @@ int efsdk_afxdp_open(const efsdk_afxdp_config *cfg, efsdk_source **out, int *sta
     }
 
     *stage = EFSDK_AFXDP_STAGE_JOIN;
-    for (uint32_t i = 0; i < cfg->n_feeds; i++) {
-        if (!IN_MULTICAST(ntohl(cfg->feeds[i].addr)))
-            continue;
-        if (x->join_fd < 0) {
-            x->join_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-            if (x->join_fd < 0)
-                goto fail_errno;
-        }
-        struct ip_mreqn mr = {.imr_ifindex = x->ifindex};
-        mr.imr_multiaddr.s_addr = cfg->feeds[i].addr;
-        if (setsockopt(x->join_fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof mr) < 0 && errno != EADDRINUSE)
-            goto fail_errno; /* EADDRINUSE: the same group listed twice */
-    }
+    if ((rc = efsdk_join_groups(&x->join_fd, cfg->feeds, cfg->n_feeds, x->ifindex, 0)) < 0)
+        goto fail;
     x->clk_off = clock_offset((int)x->x.tai_clock);
     free(a);
     *out = &x->head;

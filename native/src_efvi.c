@@ -52,6 +52,7 @@
 #include <etherfabric/vi.h>
 
 #include "frame_source.h"
+#include "mcast_join.h"
 #include "netparse.h"
 
 #define EFSDK_EFVI_VERSION 1 /* bump on any change of the structs below / semantics */
@@ -535,24 +536,7 @@ static int alloc_mem(efvi_source *s)
 static int join_groups(efvi_source *s, const efsdk_efvi_config *cfg)
 {
     /* ef_vi filters send no IGMP: an ordinary kernel socket joins for us. */
-    int ifindex = (int)if_nametoindex(cfg->iface);
-    for (uint32_t i = 0; i < s->n_feeds; i++) {
-        if ((ntohl(s->feeds[i].addr) >> 28) != 0xE)
-            continue;
-        if (s->mcast_fd < 0) {
-            s->mcast_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-            if (s->mcast_fd < 0)
-                return -errno;
-        }
-        struct ip_mreqn m;
-        memset(&m, 0, sizeof m);
-        m.imr_multiaddr.s_addr = s->feeds[i].addr;
-        m.imr_address.s_addr = cfg->iface_addr;
-        m.imr_ifindex = cfg->iface_addr ? 0 : ifindex;
-        if (setsockopt(s->mcast_fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) < 0 && errno != EADDRINUSE)
-            return -errno;
-    }
-    return 0;
+    return efsdk_join_groups(&s->mcast_fd, s->feeds, s->n_feeds, (int)if_nametoindex(cfg->iface), cfg->iface_addr);
 }
 
 static int efvi_open_steps(efvi_source *s, const efsdk_efvi_config *cfg, int *stage)
