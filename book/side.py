@@ -39,6 +39,9 @@ from book.ops import SEQ_SHIFT, SHARES_MASK
 __all__ = ["BookSide", "TOTAL", "level_orders", "level_total"]
 
 TOTAL = -1  # key of a level's share total (None until first read)
+#: :meth:`BookSide.top` reconciles the sorted index once more than this many
+#: level changes per requested level are pending (see there).
+TOP_SYNC_PENDING = 8
 
 
 def level_orders(level: dict[int, int]) -> Iterator[tuple[int, int]]:
@@ -128,6 +131,38 @@ class BookSide:
         for price in self.prices():
             if len(out) >= n:
                 break
+            level = levels[price]
+            out.append((price, level_total(level), len(level) - 1))
+        return out
+
+    def top(self, n: int) -> list[tuple[int, int, int]]:
+        """Top ``n`` levels as ``(price, shares, orders)``, best first; equal to
+        :meth:`depth` but cheaper on a side with pending level changes.
+
+        Instead of applying every pending creation/removal to the sorted
+        index (~1 us each), it sorts the pending additions together with the
+        index's first live prices, at C speed.  That
+        pays off for a reader of the top after every batch of a full feed
+        (the depth-limited publisher).  Once the pending sets outgrow
+        :data:`TOP_SYNC_PENDING` per requested level, re-scanning them each
+        call would cost more than reconciling, so it reconciles.
+        """
+        if n <= 0 or not self.levels:
+            return []
+        added, removed = self._added, self._removed
+        if not added and not removed or len(added) + len(removed) > TOP_SYNC_PENDING * n:
+            return self.depth(n)
+        # The best n live prices lie among the index's best n + len(removed) and the pending adds.
+        k = n + len(removed)
+        live = self._prices[-k:] if self.is_bid else self._prices[:k]
+        if removed:
+            live = [price for price in live if price not in removed]
+        live.extend(added)
+        live.sort(reverse=self.is_bid)
+        del live[n:]
+        levels = self.levels
+        out = []
+        for price in live:
             level = levels[price]
             out.append((price, level_total(level), len(level) - 1))
         return out

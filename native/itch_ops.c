@@ -20,12 +20,29 @@ static inline uint64_t with_seq(uint64_t seq, uint32_t shares)
     return (seq & 0xFFFFFFFFu) << 32 | shares;
 }
 
+static inline void mark_touched(efsdk_touched *t, uint16_t locate)
+{
+    if (!t->seen[locate]) {
+        t->seen[locate] = 1;
+        t->list[t->n++] = locate;
+    }
+}
+
+void efsdk_touched_reset(efsdk_touched *touched)
+{
+    if (touched == NULL)
+        return;
+    for (uint32_t i = 0; i < touched->n; i++)
+        touched->seen[touched->list[i]] = 0;
+    touched->n = 0;
+}
+
 int efsdk_itch_decode_ops(const uint8_t *buf, size_t len, size_t *consumed,
                           uint64_t *ops, size_t ops_cap,
                           uint8_t *locate_filter, const uint8_t *symbols,
                           size_t n_symbols, uint64_t *seq,
                           const uint8_t *message_types,
-                          efsdk_itch_stats *stats)
+                          efsdk_itch_stats *stats, efsdk_touched *touched)
 {
     efsdk_itch_record stage[OPS_STAGE];
     uint64_t frame_of[OPS_STAGE];
@@ -129,6 +146,8 @@ int efsdk_itch_decode_ops(const uint8_t *buf, size_t len, size_t *consumed,
                 o[3] = r->type;
                 break;
             }
+            if (touched != NULL && o[0] != EFSDK_OP_MESSAGE && o[0] != EFSDK_OP_ANOMALY)
+                mark_touched(touched, r->locate);
             n++;
         }
         first += framed;

@@ -32,6 +32,22 @@
 #define EFSDK_ITCH_ANOMALY_BAD_SIDE 5
 
 /*
+ * The books a decode touched: each stock locate whose resting orders a
+ * record may change (adds, deletes, executions, cancels, replaces) is listed
+ * once, in first-touch order, until efsdk_touched_reset.  A consumer that
+ * republishes books per batch (the ZeroMQ fan-out) reads the list instead of
+ * looking every record up in Python.  The caller owns it (~200 KiB).
+ */
+typedef struct {
+    uint32_t n;
+    uint16_t list[65536];
+    uint8_t seen[65536];
+} efsdk_touched;
+
+/* Forget the listed locates (clears only their marks: O(n), not O(65536)). */
+void efsdk_touched_reset(efsdk_touched *touched);
+
+/*
  * Decode whole framed messages from buf[0:len) into ops[0 : 4*ops_cap).
  * ops_cap counts 4-word records and must be >= 2 (a U needs two).  Filter,
  * symbols and stats are as for efsdk_itch_decode.  *seq is the feed
@@ -43,13 +59,14 @@
  * message_types: NULL = every non-book message becomes an OP_MESSAGE record;
  * otherwise 256 bytes, non-zero = emit that type; the others are counted in
  * stats->filtered (and by_type) and dropped here, before Python pays for them.
+ * touched: NULL, or where to list the locates of book-changing records.
  */
 int efsdk_itch_decode_ops(const uint8_t *buf, size_t len, size_t *consumed,
                           uint64_t *ops, size_t ops_cap,
                           uint8_t *locate_filter, const uint8_t *symbols,
                           size_t n_symbols, uint64_t *seq,
                           const uint8_t *message_types,
-                          efsdk_itch_stats *stats);
+                          efsdk_itch_stats *stats, efsdk_touched *touched);
 
 int efsdk_book_ops_version(void);
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="size of the per-op deep book relative to AAPL-like (2,900 levels/side, ~46k orders) (default 1)",
     )
     b.set_defaults(func=run_book)
+    _register_publish(sub)
     _register_wire(sub)
 
     def no_subcommand(_: argparse.Namespace) -> int:
@@ -96,14 +98,19 @@ def _validate(args: argparse.Namespace) -> None:
         )
 
 
-def run_book(args: argparse.Namespace) -> int:
+def _consoles() -> tuple[Any, Any]:
+    """(stdout console for the tables, stderr console for progress)."""
     from rich.console import Console
 
-    _validate(args)
     console = Console()
     if not console.is_terminal:  # piped or captured: rich would wrap the tables at 80 columns
         console.width = max(console.width, 132)
-    err = Console(stderr=True)
+    return console, Console(stderr=True)
+
+
+def run_book(args: argparse.Namespace) -> int:
+    _validate(args)
+    console, err = _consoles()
 
     with err.status(f"session {args.messages:,} msgs / {args.symbols} symbols (generated on first use)..."):
         sess = bench.session(args.symbols, args.messages, args.seed, args.cache_dir)
@@ -264,6 +271,66 @@ def _write_json(args: Any, sess: bench.Session, subs: Any, feed: Any, ops: Any, 
         f.write("\n")
 
 
+# --------------------------------------------------------------------------- bench publish
+
+
+def _register_publish(sub: Any) -> None:
+    from efsdk import bench_publish
+
+    p = sub.add_parser(
+        "publish",
+        help="the ZeroMQ fan-out's cost on the feed path: every level vs depth windows, interleaved rounds",
+        description=bench_publish.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--messages", type=int, default=bench.DEFAULT_MESSAGES, help="session length (default %(default)s)")
+    p.add_argument("--symbols", type=int, default=bench.DEFAULT_SYMBOLS, help="symbols (default %(default)s)")
+    p.add_argument("--seed", type=int, default=bench.DEFAULT_SEED, help="generator seed (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds after one warm-up (default %(default)s)")
+    p.add_argument("--depths", default=",".join(map(str, bench_publish.DEFAULT_DEPTHS)),
+                   help="publisher modes: 0 = every changed level, N = top-N window (default %(default)s)")  # fmt: skip
+    p.add_argument("--cache-dir", metavar="D", help="where generated sessions are kept")
+    p.add_argument("--json", metavar="OUT", help="also write every round as JSON to OUT")
+    p.set_defaults(func=run_publish)
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from efsdk import bench_publish
+    from efsdk.cli._format import write_json
+
+    try:
+        depths = [int(d) for d in args.depths.split(",") if d.strip()]
+    except ValueError:
+        raise ConfigError(f"--depths must be comma-separated integers, not {args.depths!r}") from None
+    if not depths or any(not 0 <= d <= 255 for d in depths) or args.rounds < 1:
+        raise ConfigError("--depths must name 0..255 (0: every level) and --rounds must be >= 1")
+    console, err = _consoles()
+    with err.status("session (generated on first use)...") as status:
+        sess = bench.session(args.symbols, args.messages, args.seed, args.cache_dir)
+        sess.reference_digests()
+        modes = bench_publish.measure_overhead(sess, depths, args.rounds, progress=status.update)
+    table = Table(title=f"Publish cost on a full-rate replay: {sess.messages:,} msgs, {sess.symbols} symbols, "
+                        f"{args.rounds} interleaved rounds (medians)", show_edge=False)  # fmt: skip
+    for name in ("mode", "replay s", "added", "publisher's own s", "deltas", "levels sent", "goal"):
+        table.add_column(name, justify="left" if name == "mode" else "right")
+    goal = bench_publish.GOAL_OVERHEAD
+    for m in modes:
+        median = statistics.median(m.seconds)
+        if m.depth is None:
+            table.add_row(m.label, f"{median:.3f}", "", "", "", "", "")
+            continue
+        verdict = _verdict(m.overhead < goal, f"< {goal:.0%}")
+        table.add_row(m.label, f"{median:.3f}", f"{m.overhead:+.0%}", f"{statistics.median(m.publisher_seconds):.3f}",
+                      f"{m.deltas:,}", f"{m.levels:,}", verdict)  # fmt: skip
+    console.print(table)
+    console.print("added = median over rounds of (replay with the publisher / plain replay of the same round) - 1")
+    if args.json:
+        write_json(args.json, {"session": sess.describe(), "modes": [m.as_dict() for m in modes]})
+    return 0
+
+
 # --------------------------------------------------------------------------- bench wire
 
 
@@ -287,8 +354,6 @@ def _register_wire(sub: Any) -> None:
 
 
 def run_wire(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from efsdk import bench_wire
 
     if not 0 < args.seconds <= 600 or not 1 <= args.rate <= 2_000_000:
@@ -298,10 +363,7 @@ def run_wire(args: argparse.Namespace) -> int:
     reason = bench_wire.skip_reason()
     if reason:
         raise ConfigError(reason)
-    console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 132)
-    err = Console(stderr=True)
+    console, err = _consoles()
     with err.status("creating namespaces...") as status:
         doc = bench_wire.run(args.seconds, args.rate, senders=args.senders, busy=args.busy,
                              progress=lambda text: status.update(text))  # fmt: skip

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="send at most one BBO per symbol every S seconds, the latest (default 0: every change)")  # fmt: skip
     p.add_argument("--publish-interval", type=float, default=0.0, metavar="S",
                    help="conflate feed batches and publish at most every S seconds (default 0: every batch)")  # fmt: skip
+    p.add_argument("--depth", type=int, default=0, metavar="N",
+                   help="publish only the top N levels per side, a depth window (default 0: every level; "
+                        "a window costs the feed far less at full rate)")  # fmt: skip
     p.add_argument("--no-bbo", action="store_true", help="publish no BBO messages (subscribers derive it from depth)")
     p.add_argument("--no-trades", action="store_true", help="publish no TRADE messages")
     p.add_argument("--sndhwm", type=int, help="stream high-water mark, messages per subscriber (default 100000)")
@@ -111,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "trades": not args.no_trades,
         "bbo_conflation_s": args.conflate_bbo,
         "publish_interval_s": args.publish_interval,
+        "depth": args.depth,
     }
     if args.sndbuf:
         options["sndbuf"] = args.sndbuf

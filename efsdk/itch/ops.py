@@ -93,7 +93,7 @@ class OpDecoder(RecordDecoder):
     identical whatever the subscription.
     """
 
-    __slots__ = ("_ops", "_seq", "_decode_ops", "_types")
+    __slots__ = ("_ops", "_seq", "_decode_ops", "_types", "_touched")
 
     def __init__(
         self,
@@ -120,6 +120,35 @@ class OpDecoder(RecordDecoder):
                     raise ValueError(f"message types are single ITCH type characters, got {t!r}")
                 wanted[ord(t)] = 1
             self._types = ffi.new("uint8_t[]", bytes(wanted))
+        self._touched = ffi.NULL
+
+    def track_touched(self, enabled: bool = True) -> None:
+        """Opt in (or out) to listing the books each decode touches; see :meth:`take_touched`.
+
+        Costs the decoder ~1 ns a message; off (the default) it costs nothing.
+        """
+        if not enabled:
+            self._touched = _records._ffi.NULL
+        elif self._touched == _records._ffi.NULL:
+            self._touched = _records._ffi.new("efsdk_touched *")
+
+    @property
+    def tracking_touched(self) -> bool:
+        return self._touched != _records._ffi.NULL
+
+    def take_touched(self) -> list[int]:
+        """Stock locates of the books whose resting orders changed since the last call
+        (adds, deletes, executions, cancels, replaces), each once, in first-touch order.
+
+        Filtered-out messages touch nothing.  P/Q prints and R/H messages are
+        not book changes and are not listed.  ``[]`` when not tracking.
+        """
+        touched = self._touched
+        if touched == _records._ffi.NULL or not touched.n:
+            return []
+        locates = _records._ffi.unpack(touched.list, touched.n)
+        _records._lib.efsdk_touched_reset(touched)
+        return locates
 
     @property
     def seq(self) -> int:
@@ -148,6 +177,7 @@ class OpDecoder(RecordDecoder):
                 self._seq,
                 self._types,
                 self._stats,
+                self._touched,
             )
         if rc < 0:
             raise NativeError(f"efsdk_itch_decode_ops failed: {errno.errorcode.get(-rc, rc)}")

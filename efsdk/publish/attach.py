@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from efsdk.errors import ConfigError
+
 #: How often the idle hook serves snapshot requests: often enough for a late
 #: subscriber, rare enough to cost the feed loop nothing measurable.
 SERVE_EVERY_S = 0.005
@@ -19,6 +21,8 @@ def add_publish_option(parser: argparse.ArgumentParser) -> None:
                              "read them with `efsdk subscribe`")  # fmt: skip
     parser.add_argument("--publish-snapshots", metavar="ENDPOINT",
                         help="snapshot server endpoint (default: the stream's port + 1, or ipc PATH.snap)")  # fmt: skip
+    parser.add_argument("--publish-depth", type=int, default=0, metavar="N",
+                        help="publish only the top N levels per side (default 0: every level)")  # fmt: skip
 
 
 class AttachedPublisher:
@@ -49,7 +53,11 @@ def publisher_from_args(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         return
     from efsdk.publish.publisher import BookPublisher, PublisherConfig  # noqa: PLC0415
 
-    with BookPublisher(PublisherConfig(endpoint=args.publish, snapshot_endpoint=args.publish_snapshots)) as pub:
+    try:
+        config = PublisherConfig(endpoint=args.publish, snapshot_endpoint=args.publish_snapshots, depth=args.publish_depth)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(str(exc)) from None
+    with BookPublisher(config) as pub:
         attached = AttachedPublisher(pub)
         try:
             yield {"on_feed": attached.on_feed, "idle": attached.idle}

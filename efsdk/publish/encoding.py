@@ -12,7 +12,9 @@ loopback or LAN fan-out are x86/ARM, so native order costs nothing)::
     header  24 bytes  <BBHIQQ
         version   u8   WIRE_VERSION (1); a subscriber refuses other versions
         kind      u8   KIND_DELTA 'D' | KIND_BBO 'B' | KIND_TRADE 'T' | KIND_SNAPSHOT 'S'
-        flags     u16  snapshots: FLAG_FINAL (end of stream), FLAG_REPLY (answer to a request)
+        flags     u16  snapshots: FLAG_FINAL (end of stream), FLAG_REPLY (answer to a request);
+                       high byte: the depth window N (0: every level; N: the publisher
+                       streams only each side's top N levels, see below)
         count     u32  entries that follow (levels; 1 for BBO and TRADE)
         seq       u64  per-topic sequence number (see below)
         ts_ns     u64  feed time of the batch, ns since midnight (ITCH timestamp)
@@ -34,6 +36,12 @@ loopback or LAN fan-out are x86/ARM, so native order costs nothing)::
                    Columns, not rows: both ends convert them with ``array`` at C
                    speed (measured ~4x cheaper than a struct per level), in no
                    particular price order.
+
+Depth window: a publisher may stream only the top N levels per side.  Its
+DELTAs then describe the window: a level that enters it is sent with its
+state, one pushed out (or removed) is sent as ``(0, 0)``, and its snapshots hold
+the window; the subscriber's rules are unchanged and it ends with exactly
+the publisher's top N.
 
 Prices are ITCH ``Price(4)``: integers in 1/10000 dollars, never converted.
 
@@ -83,7 +91,10 @@ __all__ = [
     "WIRE_VERSION",
     "Header",
     "Snapshot",
+    "DEPTH_WINDOW_MAX",
     "decode_bbo",
+    "depth_window",
+    "snapshot_flags",
     "decode_header",
     "decode_levels",
     "encode_levels",
@@ -114,6 +125,8 @@ STREAM_KINDS = frozenset((KIND_DELTA, KIND_BBO, KIND_TRADE, KIND_SNAPSHOT))
 
 FLAG_FINAL = 1  # the publisher's last snapshot of this topic: end of stream
 FLAG_REPLY = 2  # sent as a request reply, not on the periodic schedule
+DEPTH_WINDOW_SHIFT = 8  # a snapshot's flags carry the depth window in the high byte
+DEPTH_WINDOW_MAX = 255
 
 MAX_SYMBOL_LEN = 8  # ITCH Stock is ALPHA 8
 TOPIC_END = b"\x00"
@@ -212,6 +225,18 @@ def _small_block(nb: int, na: int) -> struct.Struct:
     if block is None:
         block = _SMALL_BLOCKS[(nb, na)] = struct.Struct(f"<II{nb}I{nb}Q{nb}I{na}I{na}Q{na}I")
     return block
+
+
+def snapshot_flags(flags: int, depth_window: int) -> int:
+    """A snapshot's flags field: ``FLAG_*`` bits and the depth window (0: every level)."""
+    if not 0 <= depth_window <= DEPTH_WINDOW_MAX:
+        raise ValueError(f"depth window must be 0..{DEPTH_WINDOW_MAX}, not {depth_window}")
+    return flags | depth_window << DEPTH_WINDOW_SHIFT
+
+
+def depth_window(flags: int) -> int:
+    """The depth window a snapshot's flags carry (0: every level)."""
+    return flags >> DEPTH_WINDOW_SHIFT
 
 
 def encode_delta(seq: int, ts_ns: int, bids: Levels, asks: Levels) -> bytes:

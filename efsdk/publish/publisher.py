@@ -33,20 +33,40 @@ session (full replay, 2-vCPU VM, medians of alternating rounds):
    test per record: alternating A/B replays of the original and the tracking
    builder measured new/old 0.93 and 1.03 (medians, noise ~20%).
 
-Measured cost (``tests/bench/test_bench_publish.py``, 1M messages, medians of
-5): full-rate replay 0.72 s -> 1.76 s with the publisher attached (+140%);
-32-message (packet-sized) batches 0.87 s -> 6.7 s, 5.1 s with
-``publish_interval_s=0.001``.  The issue's goal (publish cost < 10% of the
-build) is **not** met.  Where it goes, per 1M messages at full rate: ~1M
+Measured cost (``efsdk bench publish``: 1M messages, full-rate replay, each
+mode paired with a plain replay in the same round, fresh processes, medians
+of 7-11 rounds): every changed level adds **+80-100%** to the book build (the
+publisher's own time ~0.55-0.7 s on a ~0.9-1.3 s build).  Where it goes: ~1M
 ``list.append`` in the loop, the dedupe in ``take_changes`` (~190 ns per
-record: ``id()`` makes a fresh int for every level), ~230k distinct level
-changes to read, encode and send, and ``book.bbo()`` sorting pending levels
-for every touched book; on small batches, ~10 us of Python per message sent
-(one DELTA per touched book per batch).  The floor of any pure-Python
-design that reports every changed level is about one dict operation per
-record (~10% alone); getting under it needs the native decoder to help
-(e.g. the stock locate in every op record, so books, not levels, can be
-marked without lookups) or a depth-limited product.
+record: ``id()`` makes a fresh int for every level), ~170k distinct level
+changes to read, encode and send, and ``book.bbo()`` for every touched book.
+The floor of any pure-Python design that reports every changed level is
+about one dict operation per record (~10% alone).  On 32-message
+(packet-sized) batches the per-batch work dominates: ~+500%, less with
+``publish_interval_s``.
+
+Depth windows (``PublisherConfig.depth = N``): the cheap product
+------------------------------------------------------------------
+Most consumers want the top of the book.  With a window the book loop does
+no extra work at all: the native decoder lists the books each batch touched
+(:meth:`~efsdk.itch.ops.OpDecoder.take_touched`, ~1 ns a message in C), and
+after the batch the publisher reads each touched book's top N per side with
+:meth:`book.side.BookSide.top` (which merges pending level changes rather
+than reconciling the sorted index when few are pending) and sends the
+difference from the window it last published: changed or entering levels
+with their state, levels pushed out or removed as ``(0, 0)``.  Snapshots
+hold the window (N travels in the flags' high byte), so a subscriber ends
+with exactly the publisher's top N.  Measured as above, top 10: the
+publisher's own time is **~8-9%** of the build and the paired end-to-end
+overhead +2% to +12% in different runs (the VM's noise is ±20%), against
+the issue's goal of 10%.  The cost scales with books touched per batch,
+not with messages: on packet-sized batches every batch touches a third of
+the books, and a window costs ~10x the build; with ``publish_interval_s=0.01``
++50-100%.
+
+Both modes publish with the cyclic GC paused, as the book loop does: the
+small objects a flush allocates otherwise trigger collections that walk
+every resting order (measured ~12% of a full-rate replay).
 
 After each batch the publisher groups the changed levels by book into one
 DELTA per topic (absolute ``(shares, orders)`` per level: changes inside a
@@ -76,6 +96,7 @@ kernel socket buffers (TCP autotunes them to megabytes on loopback); the
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterable
@@ -86,11 +107,12 @@ from typing import Any
 import zmq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from book import OrderBook
+from book import BBO, OrderBook
 from book.ops import SHARES_MASK
 from book.side import TOTAL
 from efsdk.errors import ConfigError, ProtocolError
 from efsdk.publish.encoding import (
+    DEPTH_WINDOW_MAX,
     FLAG_FINAL,
     FLAG_REPLY,
     decode_request,
@@ -100,6 +122,7 @@ from efsdk.publish.encoding import (
     encode_reply_header,
     encode_snapshot,
     encode_trade,
+    snapshot_flags,
     topic_for,
 )
 from efsdk.resource import Resource
@@ -136,6 +159,8 @@ REQUESTS_PER_SERVICE = 4
 SNAPSHOTS_PER_SERVICE = 4
 #: Symbols one request may name (duplicates count once).
 MAX_REQUEST_SYMBOLS = 256
+#: Largest depth window (``PublisherConfig.depth``): it travels in a snapshot's flags' high byte.
+MAX_DEPTH_WINDOW = DEPTH_WINDOW_MAX
 
 _P, _Q = ord("P"), ord("Q")
 # Plain ints: or-ing pyzmq's flag enums costs ~1 us a message.
@@ -187,6 +212,7 @@ class PublisherConfig(BaseModel):
     trades: bool = True  # publish TRADE messages
     bbo_conflation_s: float = Field(0.0, ge=0)  # >0: at most one BBO per topic per interval, the latest
     publish_interval_s: float = Field(0.0, ge=0)  # >0: conflate batches, publish at most this often (latency for cost)
+    depth: int = Field(0, ge=0, le=MAX_DEPTH_WINDOW)  # 0: every level; N: only the top N levels per side (a window)
     sndhwm: int = Field(DEFAULT_SNDHWM, ge=1)
     sndbuf: int = Field(0, ge=0)  # kernel send buffer per connection, bytes; 0: the OS default (autotuned)
 
@@ -242,7 +268,7 @@ class PublisherStats:
 class _Topic:
     """Per-book publishing state."""
 
-    __slots__ = ("topic", "symbol", "seq", "bbo", "volume", "pending_bbo", "last_ts")
+    __slots__ = ("topic", "symbol", "seq", "bbo", "volume", "pending_bbo", "last_ts", "window")
 
     def __init__(self, symbol: str, volume: int) -> None:
         self.symbol = symbol
@@ -252,6 +278,8 @@ class _Topic:
         self.volume = volume
         self.pending_bbo: tuple | None = None
         self.last_ts = 0
+        # Depth-window mode: the (bids, asks) rows last published, each [(price, shares, orders)] best first.
+        self.window: tuple[list, list] = ([], [])
 
 
 _UNPUBLISHED = object()  # topic-state marker: a named book outside the symbol filter
@@ -298,7 +326,7 @@ class BookPublisher(Resource):
         self._feed: Any = None
         self._volume_at_attach: dict[OrderBook, int] = {}
         self._builder: Any = None
-        self._trade_locates: set[int] = set()  # books a P/Q print touched this batch
+        self._pending_locates: set[int] = set()  # books to look at besides recorded changes: P/Q prints, attach (windows)
         self.clock = 0  # feed time (ns since midnight) of the last batch
         self.finished = False
         now = time.monotonic()
@@ -334,15 +362,27 @@ class BookPublisher(Resource):
         self._feed = feed
         self._builder = feed.builder
         self._volume_at_attach = {book: book.volume for book in feed.builder.books() if book.volume}
-        feed.builder.track_changes(True)
+        if self.config.depth:
+            feed.decoder.track_touched(True)
+            feed.decoder.take_touched()  # stale: every book present now is published on the first flush
+            self._pending_locates.update(book.locate for book in feed.builder.books())
+        else:
+            feed.builder.track_changes(True)
         feed.batch_listeners.append(self._timed_after)
-        feed.print_listeners.append(self._trade_locates.add)
+        feed.print_listeners.append(self._pending_locates.add)
 
     def _timed_after(self, ops: memoryview, chunk: Any) -> None:
         started = time.perf_counter()
+        # Like the book loop, publish with the cyclic GC paused: the thousands of small
+        # objects a flush allocates would otherwise trigger collections that walk every
+        # order of every book (measured: ~12% of a full-rate replay).  Nothing here makes cycles.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             self._after(ops, chunk)
         finally:
+            if gc_was_enabled:
+                gc.enable()
             self.stats.publish_seconds += time.perf_counter() - started
 
     def detach(self) -> None:
@@ -352,9 +392,12 @@ class BookPublisher(Resource):
             return
         if self._timed_after in feed.batch_listeners:
             feed.batch_listeners.remove(self._timed_after)
-        if self._trade_locates.add in feed.print_listeners:
-            feed.print_listeners.remove(self._trade_locates.add)
-        feed.builder.track_changes(False)
+        if self._pending_locates.add in feed.print_listeners:
+            feed.print_listeners.remove(self._pending_locates.add)
+        if self.config.depth:
+            feed.decoder.track_touched(False)
+        else:
+            feed.builder.track_changes(False)
         self._feed = None
 
     def _after(self, ops: memoryview, chunk: Any) -> None:
@@ -374,6 +417,9 @@ class BookPublisher(Resource):
     def _flush_changes(self, now: float) -> None:
         """Publish every change recorded since the last flush."""
         self._next_publish = now + self.config.publish_interval_s
+        if self.config.depth:
+            self._flush_windows()
+            return
         by_book: dict[OrderBook, list[dict[int, tuple[int, int]]]] = {}
         for side, levels in self._builder.take_changes().items():  # a few sides, not levels
             pair = by_book.get(side.book)  # type: ignore[arg-type]
@@ -381,12 +427,50 @@ class BookPublisher(Resource):
                 pair = by_book[side.book] = [_NO_LEVELS, _NO_LEVELS]  # type: ignore[index]
             pair[0 if side.is_bid else 1] = levels
         trade_books: list[OrderBook] = []
-        if self._trade_locates:
+        if self._pending_locates:
             book_of = self._builder.book
-            trade_books = [b for b in map(book_of, self._trade_locates) if b is not None and b not in by_book]
-            self._trade_locates.clear()
+            trade_books = [b for b in map(book_of, self._pending_locates) if b is not None and b not in by_book]
+            self._pending_locates.clear()
         if by_book or trade_books:
             self._publish(by_book, trade_books)
+
+    def _flush_windows(self) -> None:
+        """Depth-window mode: diff the top levels of every book the decoder saw touched."""
+        if self._feed is None:
+            return
+        locates = self._feed.decoder.take_touched()
+        if self._pending_locates:
+            locates = list(dict.fromkeys(locates).keys() | self._pending_locates)
+            self._pending_locates.clear()
+        if not locates:
+            return
+        cfg = self.config
+        ts = self.clock
+        n = cfg.depth
+        want_bbo, want_trades = cfg.bbo, cfg.trades
+        book_of = self._builder.book
+        topic_of = self._topic_of
+        gone = (0, 0)
+        for locate in locates:
+            book = book_of(locate)
+            if book is None:
+                continue
+            st = topic_of(book)
+            if st is None:
+                continue
+            old_bids, old_asks = st.window
+            bids = book.bids.top(n)
+            asks = book.asks.top(n)
+            if bids != old_bids or asks != old_asks:
+                st.window = (bids, asks)
+                self._send_delta(st, _window_delta(old_bids, bids, gone), _window_delta(old_asks, asks, gone), ts)
+                if want_bbo and (not bids or not old_bids or bids[0] != old_bids[0] or not asks or not old_asks
+                                 or asks[0] != old_asks[0]):  # fmt: skip
+                    bbo = BBO(*(bids[0] if bids else (None, 0, 0)), *(asks[0] if asks else (None, 0, 0)))
+                    if bbo != st.bbo:
+                        self._publish_bbo(st, bbo, ts)
+            if want_trades and book.volume != st.volume:
+                self._send_trade(st, book, ts)
 
     def _topic_of(self, book: OrderBook) -> _Topic | None:
         st = self._topics.get(book)
@@ -416,12 +500,7 @@ class BookPublisher(Resource):
 
     def _publish(self, by_book: dict[OrderBook, list[dict[int, tuple[int, int]]]], trade_books: list[OrderBook]) -> None:
         cfg = self.config
-        stats = self.stats
         ts = self.clock
-        send = self._send
-        more = _MORE_NOBLOCK
-        noblock = _NOBLOCK
-        conflate = cfg.bbo_conflation_s > 0
         want_bbo, want_trades = cfg.bbo, cfg.trades
         topic_of = self._topic_of
         for book, (bids, asks) in by_book.items():
@@ -432,33 +511,35 @@ class BookPublisher(Resource):
                 # First publication of a book that already had levels (attached mid-feed):
                 # a snapshot first, so a subscriber never starts from a partial book.
                 self._send_snapshot(st, book, 0)
-            st.seq += 1
-            try:
-                send(st.topic, more)
-                send(encode_delta(st.seq, ts, bids, asks), noblock)
-            except zmq.Again:
-                stats.send_drops += 1
-            stats.messages += 1
-            stats.deltas += 1
-            stats.levels += len(bids) + len(asks)
+            self._send_delta(st, bids, asks, ts)
             if want_trades and book.volume != st.volume:
                 self._send_trade(st, book, ts)
             if want_bbo and _may_move_bbo(st.bbo, bids, asks):
                 bbo = book.bbo()
                 if bbo != st.bbo:
-                    st.bbo = bbo
-                    if conflate:
-                        if st.pending_bbo is not None:
-                            stats.bbos_conflated += 1
-                        st.pending_bbo = bbo
-                        self._pending_bbo.add(st)
-                    else:
-                        self._send_bbo(st, bbo, ts)
+                    self._publish_bbo(st, bbo, ts)
         if want_trades:
             for book in trade_books:
                 st = topic_of(book)
                 if st is not None and book.volume != st.volume:
                     self._send_trade(st, book, ts)
+
+    def _send_delta(self, st: _Topic, bids: dict[int, tuple[int, int]], asks: dict[int, tuple[int, int]], ts: int) -> None:
+        st.seq += 1
+        self._send_pair(st.topic, encode_delta(st.seq, ts, bids, asks))
+        self.stats.deltas += 1
+        self.stats.levels += len(bids) + len(asks)
+
+    def _publish_bbo(self, st: _Topic, bbo: BBO, ts: int) -> None:
+        """A changed BBO: sent now, or held for the conflation interval (the latest wins)."""
+        st.bbo = bbo
+        if self.config.bbo_conflation_s > 0:
+            if st.pending_bbo is not None:
+                self.stats.bbos_conflated += 1
+            st.pending_bbo = bbo
+            self._pending_bbo.add(st)
+        else:
+            self._send_bbo(st, bbo, ts)
 
     def _send_trade(self, st: _Topic, book: OrderBook, ts: int) -> None:
         st.seq += 1
@@ -482,7 +563,7 @@ class BookPublisher(Resource):
 
     # ------------------------------------------------------------------ snapshots
     def _snapshot_body(self, st: _Topic | None, book: OrderBook | None, flags: int) -> bytes:
-        final = FLAG_FINAL if self.finished else 0
+        final = snapshot_flags(FLAG_FINAL if self.finished else 0, self.config.depth)
         if book is None or st is None:
             return encode_snapshot(0, self.clock, _NO_LEVELS, _NO_LEVELS, flags=flags | final)
         # The topic's seq names the levels' state (pending changes are flushed before any
@@ -496,10 +577,12 @@ class BookPublisher(Resource):
         return body
 
     def _encode_snapshot(self, st: _Topic, book: OrderBook, flags: int) -> bytes:
+        # A window's snapshot is the window last published (what st.seq covers), not the book now.
+        levels = book_levels(book) if not self.config.depth else tuple({p: (s, o) for p, s, o in rows} for rows in st.window)
         return encode_snapshot(
             st.seq,
             self.clock,
-            *book_levels(book),
+            *levels,
             flags=flags,
             volume=book.volume,
             last_price=book.last_price,
@@ -578,8 +661,9 @@ class BookPublisher(Resource):
         return served
 
     def _flush_pending(self) -> None:
-        """Publish changes held by ``publish_interval_s``: a snapshot's seq must cover the book it shows."""
-        if self.config.publish_interval_s and self._builder is not None:
+        """Publish changes held by ``publish_interval_s`` (or, for windows, books not yet
+        published since attach): a snapshot's seq must cover the book it shows."""
+        if (self.config.publish_interval_s or self.config.depth) and self._builder is not None:
             self._flush_changes(time.monotonic())
 
     def _flush_bbo(self, st: _Topic) -> None:
@@ -650,10 +734,11 @@ class BookPublisher(Resource):
         return 0
 
     def expected_l2(self) -> dict[str, dict[str, Any]]:
-        """Every published book's full L2 as ``book.depth()`` sees it, with its topic seq (for tests and dumps)."""
+        """Every published book's L2 (its top ``depth`` levels in window mode) as ``book.depth()``
+        sees it, with its topic seq (for tests and dumps)."""
         out: dict[str, dict[str, Any]] = {}
         for st, book in self._published_books():
-            depth = book.depth(max(len(book.bids), len(book.asks), 1))
+            depth = book.depth(self.config.depth or max(len(book.bids), len(book.asks), 1))
             out[st.symbol] = {
                 "seq": st.seq,
                 "bids": [list(level) for level in depth.bids],
@@ -674,6 +759,17 @@ class BookPublisher(Resource):
     def _release(self) -> None:
         self.detach()
         self._close_sockets()
+
+
+def _window_delta(old: list, new: list, gone: tuple[int, int]) -> dict[int, tuple[int, int]]:
+    """What turns window ``old`` into ``new`` (rows ``(price, shares, orders)``): changed or
+    entering levels with their state, ``gone`` for prices that left."""
+    delta = {price: gone for price, _, _ in old}
+    for price, shares, orders in new:
+        delta[price] = (shares, orders)
+    for row in set(old).intersection(new):  # unchanged rows need not travel
+        del delta[row[0]]
+    return delta
 
 
 def _may_move_bbo(prev: tuple | None, bids: dict[int, Any], asks: dict[int, Any]) -> bool:

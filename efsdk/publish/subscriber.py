@@ -52,6 +52,7 @@ from efsdk.publish.encoding import (
     decode_levels,
     decode_snapshot,
     decode_trade,
+    depth_window,
     encode_request,
     symbol_of_topic,
     topic_for,
@@ -146,7 +147,7 @@ class L2Book:
 
     __slots__ = (
         "symbol", "topic", "bids", "asks", "seq", "synced", "final", "ts_ns",
-        "volume", "last_price", "trading_state", "last_bbo", "buffer", "syncs",
+        "volume", "last_price", "trading_state", "last_bbo", "buffer", "syncs", "depth_window",
     )  # fmt: skip
 
     def __init__(self, symbol: str) -> None:
@@ -164,6 +165,7 @@ class L2Book:
         self.last_bbo: tuple | None = None  # the last BBO message (the book's own bbo() is always current)
         self.buffer: list[tuple[int, bytes]] = []
         self.syncs = 0  # times this book became live
+        self.depth_window = 0  # N: the publisher streams only the top N levels per side (0: every level)
 
     def __repr__(self) -> str:
         bbo = self.bbo()
@@ -201,6 +203,7 @@ class L2Book:
         self.volume = snap.volume
         self.last_price = snap.last_price or None
         self.trading_state = snap.trading_state
+        self.depth_window = depth_window(snap.flags)
 
     def _matches(self, snap: Snapshot) -> bool:
         return self.bids == snap.bids and self.asks == snap.asks

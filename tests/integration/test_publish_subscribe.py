@@ -96,12 +96,15 @@ def _assert_equal_to_publisher(result: dict, final: dict, symbols: list[str]) ->
         assert got["volume"] == want["volume"], s
 
 
-@pytest.mark.parametrize("transport", ["ipc", "tcp"])
-def test_subscribers_with_different_filters_and_a_late_joiner(tmp_path, itch_session, transport):
+@pytest.mark.parametrize(
+    ("transport", "window"), [("ipc", 0), ("tcp", 0), ("ipc", 5)], ids=["ipc", "tcp", "ipc-top5-window"]
+)
+def test_subscribers_with_different_filters_and_a_late_joiner(tmp_path, itch_session, transport, window):
+    """With a depth window the publisher's final dump is its books' top ``window`` levels: the same comparison."""
     deep, thin = itch_session.deep, itch_session.thin
     filters = {"a": [deep[0], thin[0]], "b": [thin[1], thin[2], thin[3]]}
     late_symbols = [deep[-1], thin[0]]
-    pub = Publisher(tmp_path, itch_session.path, transport, "--wait-requests", str(len(filters)))
+    pub = Publisher(tmp_path, itch_session.path, transport, "--wait-requests", str(len(filters)), "--depth", str(window))
     try:
         subs = {name: _subscriber(pub, syms, tmp_path / f"{name}.json") for name, syms in filters.items()}
         time.sleep(1.0)  # the stream is ~40% through: this one joins late
@@ -124,6 +127,8 @@ def test_subscribers_with_different_filters_and_a_late_joiner(tmp_path, itch_ses
         # equal to the publisher's book at every snapshot point, not only at the end
         assert st["snapshot_checks"] > 2 * len(syms), (name, st)
         assert st["deltas"] > 0 and st["syncs"] >= len(syms), (name, st)
+    if window:  # the deep books really were cut to the window
+        assert all(len(final[s]["bids"]) == window == len(final[s]["asks"]) for s in (deep[0], deep[-1]))
     late_st = results["late"]["stats"]
     assert late_st["requests"] >= 1 and late_st["replies"] >= 1
     # the late joiner synchronised from a snapshot taken mid-stream, not from seq 0

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from book import BUY, SELL, BookBuilder, LevelView, OrderBook
+from book.side import TOTAL, BookSide
 from book.ops import (
     ADD_BASE,
     OP_ANOMALY,
@@ -452,3 +453,31 @@ def test_random_stress_against_model_with_checks(seed):
     for loc in (1, 2, 3):
         assert snap(builder, loc) == model.snapshot(loc)
     assert builder.live_orders() == len(model.orders)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    is_bid=st.booleans(),
+    steps=st.lists(st.tuples(st.sampled_from("aads"), st.integers(1, 40), st.integers(1, 500)), max_size=150),
+    n=st.integers(0, 12),
+)
+def test_side_top_equals_a_sorted_view_with_changes_pending(is_bid, steps, n):
+    """BookSide.top(n) (merged from the stale index and pending changes) equals sorting the levels."""
+    side = BookSide(is_bid)
+    ref = 0
+    for action, price, shares in steps:
+        if action == "s":
+            side._sync()
+        elif action == "d" and price in side.levels:
+            side.drop_level(price)
+        elif action == "a":
+            level = side.levels.get(price)
+            if level is None:
+                level = side.new_level(price)
+            ref += 1
+            level[ref] = shares
+    want = [(p, sum(v for k, v in side.levels[p].items() if k != TOTAL), len(side.levels[p]) - 1)
+            for p in sorted(side.levels, reverse=is_bid)][:n]  # fmt: skip
+    assert side.top(n) == want
+    assert side.top(n) == side.depth(n)  # and again, now totals are tracked and the index may be synced
+    side._check()

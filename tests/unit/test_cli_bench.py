@@ -144,3 +144,25 @@ def test_bench_without_subcommand_prints_help(tmp_path):
     proc = _efsdk("bench", cwd=tmp_path)
     assert proc.returncode == 2
     assert "book" in proc.stdout
+
+
+def test_bench_publish_measures_every_mode_in_paired_rounds(tmp_path):
+    """`efsdk bench publish`: each mode replays, is checked, publishes, and gets one ratio per round."""
+    out = tmp_path / "publish.json"
+    proc = _efsdk(
+        "bench", "publish", "--messages", str(MESSAGES), "--symbols", str(SYMBOLS), "--seed", "3",
+        "--rounds", str(ROUNDS), "--depths", "0,3", "--cache-dir", str(tmp_path / "cache"), "--json", str(out),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    modes = {m["depth"]: m for m in json.loads(out.read_text())["modes"]}
+    assert sorted(modes, key=str) == [0, 3, None]
+    assert modes[None]["ratios"] == [] and len(modes[None]["seconds"]) == ROUNDS
+    for depth in (0, 3):
+        m = modes[depth]
+        assert len(m["seconds"]) == len(m["ratios"]) == len(m["publisher_seconds"]) == ROUNDS
+        assert all(r > 0 for r in m["ratios"]) and m["deltas"] > 0 and m["levels"] > 0
+        assert _cells(proc.stdout, m["mode"])[2].endswith("%")
+    assert modes[3]["levels"] < modes[0]["levels"]  # a 3-level window sends fewer level rows than every change
+    bad = _efsdk("bench", "publish", "--depths", "0,x", cwd=tmp_path)
+    assert bad.returncode != 0 and "--depths" in bad.stderr

@@ -263,9 +263,9 @@ def test_capacity_below_two_is_refused():
     consumed = ffi.new("size_t *")
     seq = ffi.new("uint64_t *", 1)
     buf = frame(LAYOUTS[b"U"].struct.pack(b"U", 1, 0, 0, 0, 1, 2, 3, 4))
-    rc = lib.efsdk_itch_decode_ops(buf, len(buf), consumed, ops, 1, ffi.NULL, ffi.NULL, 0, seq, ffi.NULL, ffi.NULL)
+    rc = lib.efsdk_itch_decode_ops(buf, len(buf), consumed, ops, 1, ffi.NULL, ffi.NULL, 0, seq, ffi.NULL, ffi.NULL, ffi.NULL)
     assert rc == -errno.EINVAL
-    rc = lib.efsdk_itch_decode_ops(buf, len(buf), consumed, ops, 2, ffi.NULL, ffi.NULL, 0, seq, ffi.NULL, ffi.NULL)
+    rc = lib.efsdk_itch_decode_ops(buf, len(buf), consumed, ops, 2, ffi.NULL, ffi.NULL, 0, seq, ffi.NULL, ffi.NULL, ffi.NULL)
     assert rc == 2 and consumed[0] == len(buf) and seq[0] == 2
 
 
@@ -532,3 +532,41 @@ def test_message_types_drop_unwanted_rare_messages_in_c():
     assert [w for w in words[::4] if w != OP_MESSAGE] == [w for w in kinds_all if w != OP_MESSAGE]
     with pytest.raises(ValueError, match="single ITCH type characters"):
         OpDecoder(message_types=["AB"])
+
+
+# ------------------------------------------------------------------ touched books
+
+
+def expected_touched(buf: bytes, start: int, end: int, locates=None, symbols=None) -> list[int]:
+    """Locates of the reference's book-changing records in ``buf[start:end)``, first-touch order."""
+    raw, _ = decode_records_py(buf, py_filter(locates, symbols), symbols, stats=DecodeStats())
+    touched: dict[int, None] = {}
+    for t, side, loc, _shares, _price, off, _ref, _ref2 in RECORD.iter_unpack(raw):
+        if not start <= off < end:
+            continue
+        if t in (_A, _F) and side not in (ord("B"), ord("S")):
+            continue  # a bad-side add is an anomaly: it changes no book
+        if t in (_A, _F, _D, _E, _C, _X, _U):
+            touched[loc] = None
+    return list(touched)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=messy_stream, locates=locate_sets, symbols=symbol_sets, capacity=st.sampled_from([2, 3, 7, 65536]))
+def test_touched_books_are_the_locates_of_book_records(stream, locates, symbols, capacity):
+    dec = OpDecoder(capacity=capacity, locates=locates, symbols=symbols)
+    assert not dec.tracking_touched and dec.take_touched() == []
+    dec.track_touched()
+    pos = 0
+    while True:
+        ops, used = dec.decode(memoryview(stream)[pos:])
+        # each call lists exactly what it decoded (the symbol filter learns locates as it goes,
+        # so the reference runs on the whole prefix with the same filter arguments)
+        assert dec.take_touched() == expected_touched(stream, pos, pos + used, locates, symbols)
+        assert dec.take_touched() == []
+        pos += used
+        if not used:
+            break
+    dec.track_touched(False)
+    dec.decode(stream)
+    assert not dec.tracking_touched and dec.take_touched() == []

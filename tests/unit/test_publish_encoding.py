@@ -199,8 +199,8 @@ def _replay_in_slices(feed, data: bytes, rng: random.Random, pump) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"publish_interval_s": 0.003}, {"bbo_conflation_s": 0.01}],
-    ids=["every-batch", "publish-interval", "bbo-conflation"],
+    [{}, {"publish_interval_s": 0.003}, {"bbo_conflation_s": 0.01}, {"depth": 5}, {"depth": 3, "publish_interval_s": 0.003}],
+    ids=["every-batch", "publish-interval", "bbo-conflation", "top5-window", "top3-window-interval"],
 )
 def test_subscriber_book_equals_publisher_book_inproc(small_itch_session, options):
     from efsdk.pipeline import FeedHandler
@@ -227,10 +227,12 @@ def test_subscriber_book_equals_publisher_book_inproc(small_itch_session, option
             while not sub.all_final and time.monotonic() < deadline + 5:
                 pump()
             assert sub.all_final
+            window = options.get("depth", 0)
             for s in symbols:
                 book = feed.builder.book(s)
-                n = max(len(book.bids), len(book.asks), 1)
-                assert sub.book(s).depth(n) == book.depth(n), s
+                n = window or max(len(book.bids), len(book.asks), 1)
+                assert sub.book(s).depth(n + 1) == book.depth(n), s  # a window holds exactly the top n
+                assert sub.book(s).depth_window == window
                 assert sub.book(s).seq == pub.topic_seq(s)
                 assert sub.book(s).bbo() == book.bbo()
                 assert sub.book(s).volume == book.volume

@@ -1,0 +1,135 @@
+"""What the ZeroMQ fan-out adds to the feed path: ``efsdk bench publish``.
+
+The same generated session is replayed at full rate (decoder-sized batches)
+into fresh books, once plainly and once per publisher mode, with a
+:class:`~efsdk.publish.BookPublisher` bound on ipc:// and no subscriber (so
+the figure is the feed thread's own cost).  The modes run **interleaved**,
+round after round, each in a fresh process, and the overhead is the median
+of each round's ratio to the plain replay beside it: on a shared VM whose
+speed drifts by 20-30% between runs, only pairs measured close together
+compare.  Every round's
+books are checked against the generator's summary and reference digests.
+
+Modes: every changed level (``depth`` 0, the default product) and depth
+windows (the top N levels per side).  The issue's goal is a publish cost
+under 10% of the book build at full rate.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from efsdk import bench
+
+__all__ = ["DEFAULT_DEPTHS", "GOAL_OVERHEAD", "ModeResult", "measure_overhead"]
+
+DEFAULT_DEPTHS = (0, 10)  # every level; the top 10 (a typical L2 product)
+GOAL_OVERHEAD = 0.10
+
+
+@dataclass
+class ModeResult:
+    """One publisher mode (``depth`` None: no publisher) over every round."""
+
+    depth: int | None
+    seconds: list[float] = field(default_factory=list)
+    publisher_seconds: list[float] = field(default_factory=list)  # the publisher's own time (its stats)
+    ratios: list[float] = field(default_factory=list)  # this round / the plain replay of the same round
+    deltas: int = 0
+    levels: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.depth is None:
+            return "replay, no publisher"
+        return "publish every changed level" if self.depth == 0 else f"publish top {self.depth} levels"
+
+    @property
+    def overhead(self) -> float:
+        """Median over rounds of (time with this publisher / time without) - 1."""
+        return statistics.median(self.ratios) - 1.0 if self.ratios else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.label,
+            "depth": self.depth,
+            "seconds": self.seconds,
+            "publisher_seconds": self.publisher_seconds,
+            "ratios": self.ratios,
+            "median_s": statistics.median(self.seconds),
+            "overhead": self.overhead,
+            "deltas": self.deltas,
+            "levels": self.levels,
+        }
+
+
+def measure_overhead(
+    sess: bench.Session,
+    depths: Sequence[int] = DEFAULT_DEPTHS,
+    rounds: int = 7,
+    progress: Callable[[str], None] | None = None,
+) -> list[ModeResult]:
+    """Interleaved rounds of the plain replay and each publisher mode; the plain one first in the result.
+
+    Each replay runs in a fresh process: in one process, a replay runs
+    faster or slower depending on which left the allocator's arenas behind
+    (measured: the same mode +13% or +32% by its place in the order).  The
+    order of the modes also rotates from round to round.
+    """
+    modes = [ModeResult(None), *(ModeResult(d) for d in depths)]
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="efsdk-bench-pub-") as tmp, \
+         ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1) as pool:  # fmt: skip
+        for r in range(rounds + 1):  # round 0 warms the page cache and is not kept
+            times: dict[int | None, float] = {}
+            shift = r % len(modes)
+            for mode in modes[shift:] + modes[:shift]:
+                if progress is not None:
+                    progress(f"round {r}/{rounds}: {mode.label}")
+                elapsed, stats = pool.submit(_replay_once, sess, mode.depth, f"ipc://{tmp}/s").result()
+                if r == 0:
+                    continue
+                times[mode.depth] = elapsed
+                mode.seconds.append(elapsed)
+                if stats is not None:
+                    mode.publisher_seconds.append(stats["publish_seconds"])
+                    mode.deltas, mode.levels = stats["deltas"], stats["levels"]
+            if r:
+                for mode in modes[1:]:
+                    mode.ratios.append(times[mode.depth] / times[None])
+    return modes
+
+
+def _replay_once(sess: bench.Session, depth: int | None, endpoint: str) -> tuple[float, dict[str, Any] | None]:
+    """One checked full-rate replay, with a publisher of ``depth`` unless None (runs in a worker process)."""
+    from efsdk.pipeline import FeedHandler  # noqa: PLC0415
+    from efsdk.publish import BookPublisher, PublisherConfig  # noqa: PLC0415
+
+    feed = FeedHandler()
+    pub = None
+    if depth is not None:
+        pub = BookPublisher(PublisherConfig(endpoint=endpoint, snapshot_interval_s=0, depth=depth))
+        pub.attach(feed)
+    try:
+        started = time.perf_counter()
+        feed.replay(os.fspath(sess.path))
+        if pub is not None:
+            pub.finish()
+        elapsed = time.perf_counter() - started
+        bench.check_feed_handler(feed, sess)
+        if pub is None:
+            return elapsed, None
+        if pub.stats.deltas == 0 or pub.stats.send_drops:
+            raise AssertionError(f"depth {depth}: published {pub.stats.deltas} deltas, {pub.stats.send_drops} drops")
+        return elapsed, pub.stats.as_dict()
+    finally:
+        if pub is not None:
+            pub.close()
