@@ -1,4 +1,4 @@
-"""cffi out-of-line API-mode build of ``efsdk._native_efvi`` (the ef_vi frame source).
+"""cffi out-of-line API-mode build of ``efsdk._native_efvi`` (the ef_vi frame source and sender).
 
 Optional: it needs the Onload headers (``<etherfabric/ef_vi.h>``) and libciul
 (``libciul1.a`` or ``libciul.so``).  They are looked for under
@@ -9,7 +9,8 @@ finds both, so ``pip install .`` works everywhere and ``efsdk doctor`` reports
 the module as not built.
 
 The hot-path ef_vi calls are macros / static inlines (not exported by
-libciul), hence API mode: ``src_efvi.c`` is compiled against the real headers.
+libciul), hence API mode: ``src_efvi.c`` (receive) and ``efvi_tx.c`` (transmit)
+are compiled, as one translation unit, against the real headers.
 The static ``libciul1.a`` is preferred (it is built -fPIC; no runtime library
 path needed); otherwise ``-lciul`` with an rpath to the library directory.
 
@@ -100,9 +101,9 @@ def make_ffibuilder(onload: Onload, path=_path):
     ffi.set_source(
         "efsdk._native_efvi",
         # The module's one translation unit is the real C file (no C in this string).
-        '#include "src_efvi.c"\n',
+        '#include "src_efvi.c"\n#include "efvi_tx.c"\n',
         include_dirs=[path("."), onload.include_dir],
-        depends=[path(name) for name in ("src_efvi.c", "frame_source.h", "netparse.h", "mcast_join.h", "efvi.cdef")],
+        depends=[path(name) for name in ("src_efvi.c", "efvi_tx.c", "frame_source.h", "netparse.h", "mcast_join.h", "efvi.cdef")],
         extra_compile_args=_CFLAGS,
         libraries=link.get("libraries", []) + ["rt"],
         library_dirs=link.get("library_dirs", []),

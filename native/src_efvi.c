@@ -55,7 +55,7 @@
 #include "mcast_join.h"
 #include "netparse.h"
 
-#define EFSDK_EFVI_VERSION 1 /* bump on any change of the structs below / semantics */
+#define EFSDK_EFVI_VERSION 2 /* bump on any change of the structs below / semantics */
 
 /* 2 KiB buffers: the NIC's DMA addresses are contiguous only within a 4 KiB page. */
 #define EFVI_BUF_SIZE 2048
@@ -171,6 +171,37 @@ static uint64_t now_ns(void)
 }
 
 /* ------------------------------------------------------------------ buffers */
+
+/*
+ * Packet buffer memory for len bytes: huge pages when reserved, else 2 MiB
+ * aligned (transparent huge pages may back it), never inherited by fork.
+ * Shared with the transmit side (efvi_tx.c).
+ */
+static int efvi_alloc_dma(size_t len, uint8_t **mem, size_t *mem_len, int *mmapped)
+{
+    size_t huge_len = (len + EFVI_HUGE - 1) & ~(size_t)(EFVI_HUGE - 1);
+    void *p = mmap(NULL, huge_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (p != MAP_FAILED) {
+        *mmapped = 1;
+    } else {
+        if (posix_memalign(&p, EFVI_HUGE, huge_len) != 0)
+            return -ENOMEM;
+        *mmapped = 0;
+    }
+    *mem = p;
+    *mem_len = huge_len;
+    (void)madvise(p, huge_len, MADV_DONTFORK); /* pinned DMA memory must not be COW'ed by fork */
+    return 0;
+}
+
+static void efvi_free_dma(uint8_t **mem, size_t mem_len, int mmapped)
+{
+    if (mmapped)
+        munmap(*mem, mem_len);
+    else
+        free(*mem);
+    *mem = NULL;
+}
 
 /* Post free buffers while the ring has room; one push per call. */
 static int efvi_refill(efvi_source *s, int force)
@@ -483,13 +514,8 @@ static void efvi_close(efsdk_source *src)
         (void)ef_vi_free(&s->vi, s->dh);
     if (s->res & R_MEMREG)
         (void)ef_memreg_free(&s->mr, s->dh);
-    if (s->res & R_MEM) {
-        if (s->mem_mmap)
-            munmap(s->mem, s->mem_len);
-        else
-            free(s->mem);
-        s->mem = NULL;
-    }
+    if (s->res & R_MEM)
+        efvi_free_dma(&s->mem, s->mem_len, s->mem_mmap);
     if (s->res & R_PD)
         (void)ef_pd_free(&s->pd, s->dh);
     if (s->res & R_DRIVER)
@@ -512,24 +538,18 @@ static const efsdk_source_ops efvi_ops = {
 
 /* ------------------------------------------------------------------ open */
 
-static int alloc_mem(efvi_source *s)
+/* The first two open stages of both halves (receive, efvi_tx.c): driver handle, then the PD. */
+static int efvi_open_pd(ef_driver_handle *dh, ef_pd *pd, uint32_t *res, const char *iface, uint32_t pd_flags, int *stage)
 {
-    size_t len = (size_t)s->n_bufs * EFVI_BUF_SIZE;
-    size_t huge_len = (len + EFVI_HUGE - 1) & ~(size_t)(EFVI_HUGE - 1);
-    void *p = mmap(NULL, huge_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
-    if (p != MAP_FAILED) {
-        s->mem = p;
-        s->mem_len = huge_len;
-        s->mem_mmap = 1;
-    } else {
-        /* 2 MiB alignment still lets the kernel back it with transparent huge pages */
-        if (posix_memalign(&p, EFVI_HUGE, huge_len) != 0)
-            return -ENOMEM;
-        s->mem = p;
-        s->mem_len = huge_len;
-        s->mem_mmap = 0;
-    }
-    (void)madvise(s->mem, s->mem_len, MADV_DONTFORK); /* pinned DMA memory must not be COW'ed by fork */
+    int rc;
+    *stage = EFSDK_EFVI_STAGE_DRIVER;
+    if ((rc = ef_driver_open(dh)) < 0)
+        return rc;
+    *res |= R_DRIVER;
+    *stage = EFSDK_EFVI_STAGE_PD;
+    if ((rc = ef_pd_alloc_by_name(pd, *dh, iface, (enum ef_pd_flags)pd_flags)) < 0)
+        return rc;
+    *res |= R_PD;
     return 0;
 }
 
@@ -542,15 +562,8 @@ static int join_groups(efvi_source *s, const efsdk_efvi_config *cfg)
 static int efvi_open_steps(efvi_source *s, const efsdk_efvi_config *cfg, int *stage)
 {
     int rc;
-    *stage = EFSDK_EFVI_STAGE_DRIVER;
-    if ((rc = ef_driver_open(&s->dh)) < 0)
+    if ((rc = efvi_open_pd(&s->dh, &s->pd, &s->res, cfg->iface, cfg->pd_flags, stage)) < 0)
         return rc;
-    s->res |= R_DRIVER;
-
-    *stage = EFSDK_EFVI_STAGE_PD;
-    if ((rc = ef_pd_alloc_by_name(&s->pd, s->dh, cfg->iface, (enum ef_pd_flags)cfg->pd_flags)) < 0)
-        return rc;
-    s->res |= R_PD;
 
     unsigned long v = 0;
     if (ef_pd_capabilities_get(s->dh, &s->pd, s->dh, EF_VI_CAP_RX_REF, &v) == 0 && v)
@@ -587,7 +600,7 @@ static int efvi_open_steps(efvi_source *s, const efsdk_efvi_config *cfg, int *st
             s->n_bufs = cap + EFVI_REFILL_BATCH; /* else the ring can never be kept full */
         if (EFVI_DMA_OFF + s->prefix_len + EFSDK_ETH_HLEN + 28 > EFVI_BUF_SIZE)
             return -EINVAL;
-        if ((rc = alloc_mem(s)) < 0)
+        if ((rc = efvi_alloc_dma((size_t)s->n_bufs * EFVI_BUF_SIZE, &s->mem, &s->mem_len, &s->mem_mmap)) < 0)
             return rc;
         s->res |= R_MEM;
         s->free_ids = calloc(s->n_bufs, sizeof *s->free_ids);

@@ -68,7 +68,7 @@ __all__ = [
 
 NATIVE_EFVI = "efsdk._native_efvi"
 #: EFSDK_EFVI_VERSION * 1000 + EFSDK_SOURCES_VERSION, as efsdk_efvi_version() returns it.
-EXPECTED_EFVI_VERSION = 1 * 1000 + _base.EXPECTED_NATIVE_VERSION
+EXPECTED_EFVI_VERSION = 2 * 1000 + _base.EXPECTED_NATIVE_VERSION
 NOT_BUILT = (
     "ef_vi support not built: install Onload headers+libciul, "
     "set EFSDK_ONLOAD_PREFIX=<prefix>, reinstall (pip install .)"
@@ -100,7 +100,7 @@ _HINTS: dict[tuple[int | None, int], str] = {
     (STAGE_VI, errno.EPERM): "the NIC refused the VI even with EF_VI_RX_EVENT_MERGE "
     "(event_merge=True); check firmware variant / licensing (sfboot)",
     (STAGE_VI, errno.EBUSY): "no free VIs on this NIC (other ef_vi / Onload users hold them)",
-    (STAGE_VI, errno.ENOMEM): "out of VI / queue resources: try smaller rxq_size / evq_size",
+    (STAGE_VI, errno.ENOMEM): "out of VI / queue resources: try smaller rxq_size / txq_size / evq_size",
     (STAGE_MEM, errno.ENOMEM): "could not allocate packet buffer memory: reserve huge pages "
     "(vm.nr_hugepages) or lower n_bufs",
     (STAGE_MEMREG, errno.ENOMEM): "could not pin/map packet buffers: raise RLIMIT_MEMLOCK (ulimit -l) "
@@ -115,6 +115,7 @@ _HINTS: dict[tuple[int | None, int], str] = {
     (None, errno.EBADF): "the source is closed",
     (None, errno.ENOBUFS): "every buffer is held by unreleased frames: release() before polling again",
     (None, errno.ENETRESET): "the NIC was reset and the VI is gone: close and reopen the source",
+    (None, errno.EMSGSIZE): "a frame must fit one 2 KiB transmit buffer (at most 1984 bytes)",
     (None, errno.EINVAL): "invalid parameter",
 }
 
@@ -202,7 +203,25 @@ class EfviConfig:
         return f"efvi {self.iface} [{feeds}]"
 
 
-def _queue_size(v: int, what: str) -> int:
+def check_iface(iface: str) -> None:
+    """An interface name ef_vi can take (1..15 ASCII characters), else :class:`ConfigError`."""
+    name = iface.encode("ascii", "replace") if isinstance(iface, str) else b""
+    if not 0 < len(name) < 16:
+        raise ConfigError(f"interface name must be 1..15 characters, got {iface!r}")
+
+
+def pd_flag_bits(names: Sequence[str]) -> int:
+    """EF_PD_* bits of ``pd_flags`` names (:data:`PD_FLAGS`), else :class:`ConfigError`."""
+    unknown = [f for f in names if f not in PD_FLAGS]
+    if unknown:
+        raise ConfigError(f"unknown pd_flags {unknown}; known: {sorted(PD_FLAGS)}")
+    bits = 0
+    for f in names:
+        bits |= PD_FLAGS[f]
+    return bits
+
+
+def queue_size(v: int, what: str) -> int:
     v = int(v)
     if v != -1 and not (v > 0 and v & (v - 1) == 0 and 512 <= v <= 16384):
         raise ConfigError(f"{what} must be -1 (driver default) or a power of two 512..16384, got {v}")
@@ -226,9 +245,7 @@ def make_config(
     batch: int = DEFAULT_BATCH,
 ) -> EfviConfig:
     """Validate the options of :func:`open_efvi` (raises :class:`ConfigError`)."""
-    name = iface.encode("ascii", "replace") if isinstance(iface, str) else b""
-    if not 0 < len(name) < 16:
-        raise ConfigError(f"interface name must be 1..15 characters, got {iface!r}")
+    check_iface(iface)
     if not feeds:
         raise ConfigError("ef_vi needs at least one feed (group or address, port): the NIC delivers nothing unfiltered")
     if len(feeds) > 64:  # EFSDK_MAX_FEEDS
@@ -249,12 +266,7 @@ def make_config(
         raise ConfigError(f"duplicate feeds: {clean}")
     if iface_addr is not None:
         _addr_be(iface_addr, "iface_addr")
-    unknown = [f for f in pd_flags if f not in PD_FLAGS]
-    if unknown:
-        raise ConfigError(f"unknown pd_flags {unknown}; known: {sorted(PD_FLAGS)}")
-    pdf = 0
-    for f in pd_flags:
-        pdf |= PD_FLAGS[f]
+    pdf = pd_flag_bits(pd_flags)
     n_bufs = int(n_bufs)
     if n_bufs and not 64 <= n_bufs <= 1 << 20:
         raise ConfigError(f"n_bufs must be 0 (automatic) or 64..1048576 2 KiB buffers, got {n_bufs}")
@@ -268,8 +280,8 @@ def make_config(
         event_merge=bool(event_merge),
         join=bool(join),
         sw_filter=bool(sw_filter),
-        rxq_size=_queue_size(rxq_size, "rxq_size"),
-        evq_size=_queue_size(evq_size, "evq_size"),
+        rxq_size=queue_size(rxq_size, "rxq_size"),
+        evq_size=queue_size(evq_size, "evq_size"),
         n_bufs=n_bufs,
         iface_addr=iface_addr,
         pd_flags=pdf,
