@@ -116,7 +116,7 @@ def make_ffibuilder(libs: XdpLibs, path=_path):
         # The module's one translation unit is the real C file (no C in this string).
         '#include "src_afxdp.c"\n',
         include_dirs=[path("."), *libs.include_dirs],
-        depends=[path(name) for name in ("src_afxdp.c", "frame_source.h", "netparse.h", "mcast_join.h", "afxdp.cdef")],
+        depends=[path(name) for name in ("src_afxdp.c", "frame_source.h", "poll_wait.h", "netparse.h", "mcast_join.h", "afxdp.cdef")],
         extra_compile_args=_CFLAGS + libs.extra_compile_args,
         libraries=libs.libraries,
         library_dirs=libs.library_dirs,

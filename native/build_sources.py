@@ -43,10 +43,10 @@ def make_ffibuilder(path=_path) -> FFI:
     ffi.cdef((HERE / "sources.cdef").read_text(encoding="utf-8"))
     ffi.set_source(
         "efsdk._native_sources",
-        '#include "frame_source.h"\n',
+        '#include "frame_source.h", "poll_wait.h"\n',
         sources=[path("src_udp.c"), path("src_afpacket.c"), path("udp_blast.c")],
         include_dirs=[path(".")],
-        depends=[path("frame_source.h"), path("netparse.h"), path("mcast_join.h"), path("sources.cdef")],
+        depends=[path("frame_source.h"), path("poll_wait.h"), path("netparse.h"), path("mcast_join.h"), path("sources.cdef")],
         extra_compile_args=_CFLAGS,
         py_limited_api=True,
     )

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "frame_source.h"
+#include "poll_wait.h"
 #include "mcast_join.h"
 #include "netparse.h"
 
@@ -65,13 +66,6 @@ typedef struct afp_source {
     uint32_t n_feeds;
     efsdk_feed feeds[EFSDK_MAX_FEEDS];
 } afp_source;
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static inline int feed_match(const afp_source *a, uint32_t addr, uint16_t port)
 {
@@ -246,27 +240,17 @@ static int afp_read(afp_source *a, efsdk_frame *out, uint32_t max)
     return (int)n;
 }
 
-static int afp_wait(afp_source *a, int64_t ns)
+static int afp_read_any(void *src, efsdk_frame *out, uint32_t max) { return afp_read(src, out, max); }
+
+static int afp_wait_step(void *src, int64_t left_ns)
 {
-    struct pollfd p = {.fd = a->fd, .events = POLLIN};
-    struct timespec ts, *tsp = NULL;
-    if (ns >= 0) {
-        ts.tv_sec = ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        tsp = &ts;
-    }
-    int rc = ppoll(&p, 1, tsp, NULL);
-    if (rc < 0)
-        return errno == EINTR ? 0 : -errno;
-    if (rc > 0 && (p.revents & POLLERR)) {
-        int err = 0;
-        socklen_t l = sizeof err;
-        if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err)
-            return -err; /* e.g. ENETDOWN when the interface goes away */
-    }
-    if (rc > 0 && (p.revents & POLLNVAL))
-        return -EBADF;
-    return 0;
+    afp_source *a = src;
+    if (a->flags & EFSDK_CFG_BUSY_POLL)
+        return EFSDK_WAIT_READY; /* spin */
+    if (a->fifo_count >= a->units)
+        return EFSDK_WAIT_STOP; /* holding every unit: waiting cannot make room, so don't spin on a ready fd */
+    int w = efsdk_wait_fd(a->fd, left_ns);
+    return w < 0 ? w : EFSDK_WAIT_READY;
 }
 
 static int afp_poll(efsdk_source *s, efsdk_frame *out, uint32_t max, int64_t timeout_ns)
@@ -278,27 +262,7 @@ static int afp_poll(efsdk_source *s, efsdk_frame *out, uint32_t max, int64_t tim
     int n = afp_read(a, out, max);
     if (n != 0 || timeout_ns == 0)
         return n;
-    uint64_t deadline = timeout_ns > 0 ? mono_ns() + (uint64_t)timeout_ns : 0;
-    for (;;) {
-        int64_t left = -1;
-        if (timeout_ns > 0) {
-            uint64_t now = mono_ns();
-            if (now >= deadline)
-                return 0;
-            left = (int64_t)(deadline - now);
-        }
-        if (!(a->flags & EFSDK_CFG_BUSY_POLL)) {
-            /* Holding every unit: waiting cannot make room, so don't spin on a ready fd. */
-            if (a->fifo_count >= a->units)
-                return 0;
-            int w = afp_wait(a, left);
-            if (w < 0)
-                return w;
-        }
-        n = afp_read(a, out, max);
-        if (n != 0)
-            return n;
-    }
+    return efsdk_wait_for_frames(a, afp_read_any, afp_wait_step, out, max, timeout_ns);
 }
 
 static int afp_release(efsdk_source *s, uint32_t n)

@@ -55,6 +55,7 @@
 #include <xdp/xsk.h>
 
 #include "frame_source.h"
+#include "poll_wait.h"
 #include "mcast_join.h"
 #include "netparse.h"
 
@@ -619,27 +620,19 @@ static void xdp_kick(xdp_source *x)
     }
 }
 
-static int xdp_wait(xdp_source *x, int64_t ns)
+static int xdp_read_any(void *src, efsdk_frame *out, uint32_t max) { return xdp_read(src, out, max); }
+
+static int xdp_wait_step(void *src, int64_t left_ns)
 {
-    struct pollfd p = {.fd = x->fd, .events = POLLIN};
-    struct timespec ts, *tsp = NULL;
-    if (ns >= 0) {
-        ts.tv_sec = ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        tsp = &ts;
+    xdp_source *x = src;
+    if (x->flags & EFSDK_CFG_BUSY_POLL) {
+        xdp_kick(x); /* spin, waking the driver when it asks */
+        return EFSDK_WAIT_READY;
     }
-    int rc = ppoll(&p, 1, tsp, NULL); /* xsk_poll also wakes the driver when it needs it */
-    if (rc < 0)
-        return errno == EINTR ? 0 : -errno;
-    if (rc > 0 && (p.revents & POLLERR)) {
-        int err = 0;
-        socklen_t l = sizeof err;
-        if (getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err)
-            return -err; /* e.g. ENETDOWN when the interface goes away */
-    }
-    if (rc > 0 && (p.revents & POLLNVAL))
-        return -EBADF;
-    return 0;
+    if (x->fifo_count >= x->n_frames)
+        return EFSDK_WAIT_STOP; /* every chunk held by unreleased frames: the kernel has none to fill */
+    int w = efsdk_wait_fd(x->fd, left_ns); /* xsk_poll also wakes the driver when it needs it */
+    return w < 0 ? w : EFSDK_WAIT_READY;
 }
 
 static int xdp_poll(efsdk_source *s, efsdk_frame *out, uint32_t max, int64_t timeout_ns)
@@ -654,29 +647,7 @@ static int xdp_poll(efsdk_source *s, efsdk_frame *out, uint32_t max, int64_t tim
     xdp_kick(x);
     if (timeout_ns == 0)
         return 0;
-    uint64_t deadline = timeout_ns > 0 ? clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ns : 0;
-    for (;;) {
-        int64_t left = -1;
-        if (timeout_ns > 0) {
-            uint64_t now = clock_ns(CLOCK_MONOTONIC);
-            if (now >= deadline)
-                return 0;
-            left = (int64_t)(deadline - now);
-        }
-        if (!(x->flags & EFSDK_CFG_BUSY_POLL)) {
-            /* Every chunk held by unreleased frames: the kernel has none to fill, waiting cannot help. */
-            if (x->fifo_count >= x->n_frames)
-                return 0;
-            int w = xdp_wait(x, left);
-            if (w < 0)
-                return w;
-        } else {
-            xdp_kick(x);
-        }
-        n = xdp_read(x, out, max);
-        if (n != 0)
-            return n;
-    }
+    return efsdk_wait_for_frames(x, xdp_read_any, xdp_wait_step, out, max, timeout_ns);
 }
 
 static int xdp_release(efsdk_source *s, uint32_t n)

@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "frame_source.h"
+#include "poll_wait.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -54,31 +55,6 @@ typedef struct udp_source {
     struct sockaddr_in *names;
     uint32_t last_ovfl; /* SO_RXQ_OVFL is cumulative per socket */
 } udp_source;
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Wait for readability up to `ns` (< 0: forever).  Returns 1 ready, 0 timeout, -errno. */
-static int wait_readable(int fd, int64_t ns)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    struct timespec ts, *tsp = NULL;
-    if (ns >= 0) {
-        ts.tv_sec = ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        tsp = &ts;
-    }
-    int rc = ppoll(&p, 1, tsp, NULL);
-    if (rc < 0)
-        return errno == EINTR ? 0 : -errno;
-    if (rc > 0 && (p.revents & (POLLERR | POLLNVAL)) && !(p.revents & POLLIN))
-        return -EIO;
-    return rc > 0;
-}
 
 static int udp_recv_batch(udp_source *u, efsdk_frame *out, uint32_t max)
 {
@@ -165,6 +141,17 @@ static int udp_recv_batch(udp_source *u, efsdk_frame *out, uint32_t max)
     return (int)n;
 }
 
+static int udp_read(void *src, efsdk_frame *out, uint32_t max) { return udp_recv_batch(src, out, max); }
+
+static int udp_wait_step(void *src, int64_t left_ns)
+{
+    udp_source *u = src;
+    if (u->flags & EFSDK_CFG_BUSY_POLL)
+        return EFSDK_WAIT_READY; /* spin */
+    int w = efsdk_wait_fd(u->fd, left_ns);
+    return w < 0 ? w : EFSDK_WAIT_READY;
+}
+
 static int udp_poll(efsdk_source *s, efsdk_frame *out, uint32_t max, int64_t timeout_ns)
 {
     udp_source *u = (udp_source *)s;
@@ -173,24 +160,7 @@ static int udp_poll(efsdk_source *s, efsdk_frame *out, uint32_t max, int64_t tim
     int n = udp_recv_batch(u, out, max);
     if (n != 0 || timeout_ns == 0)
         return n;
-    uint64_t deadline = timeout_ns > 0 ? mono_ns() + (uint64_t)timeout_ns : 0;
-    for (;;) {
-        int64_t left = -1;
-        if (timeout_ns > 0) {
-            uint64_t now = mono_ns();
-            if (now >= deadline)
-                return 0;
-            left = (int64_t)(deadline - now);
-        }
-        if (!(u->flags & EFSDK_CFG_BUSY_POLL)) {
-            int w = wait_readable(u->fd, left);
-            if (w < 0)
-                return w;
-        }
-        n = udp_recv_batch(u, out, max);
-        if (n != 0)
-            return n;
-    }
+    return efsdk_wait_for_frames(u, udp_read, udp_wait_step, out, max, timeout_ns);
 }
 
 static int udp_release(efsdk_source *s, uint32_t n)
