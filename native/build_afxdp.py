@@ -19,6 +19,7 @@ By hand, touching nothing but this module::
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -26,7 +27,11 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-HERE = Path(__file__).resolve().parent
+# Shared helpers, loaded by path: setuptools runs this file with native/ not importable.
+_spec = importlib.util.spec_from_file_location("_efsdk_build_common", Path(__file__).resolve().parent / "build_common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+HERE = common.HERE
 ENV_PREFIX = "EFSDK_XDP_PREFIX"
 NOT_FOUND_HINT = "install libxdp-dev libbpf-dev (and pkg-config)"
 _DEFAULT_PREFIXES = ("/usr", "/usr/local")
@@ -95,16 +100,7 @@ def find_xdp(env: dict[str, str] | None = None) -> tuple[XdpLibs | None, str]:
     return None, "; ".join(tried) + f" ({NOT_FOUND_HINT})"
 
 
-def _path(name: str) -> str:
-    """Path of a file next to this script, relative to the cwd when inside it (see build_sources.py)."""
-    p = HERE / name
-    try:
-        return p.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(p)
-
-
-def make_ffibuilder(libs: XdpLibs, path=_path):
+def make_ffibuilder(libs: XdpLibs, path=common.source_path):
     """The FFI builder for ``libs``; ``path`` maps a file name in native/ to what setuptools gets."""
     from cffi import FFI
 
@@ -134,14 +130,6 @@ if __name__ == "__main__":
     if XDP is None:
         print(f"skipped AF_XDP (efsdk._native_afxdp not built): {WHY}", file=sys.stderr)
         sys.exit(1)
-    # Build in a scratch directory and copy only our .so into efsdk/ (see build_sources.py).
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="efsdk-build-afxdp-") as tmp:
-        builder = make_ffibuilder(XDP, lambda name: str(HERE / name))
-        built = Path(builder.compile(tmpdir=tmp, verbose=bool(os.environ.get("VERBOSE"))))
-        dest = HERE.parent / "efsdk" / built.name
-        shutil.copy2(built, dest.with_suffix(".tmp"))
-        os.replace(dest.with_suffix(".tmp"), dest)  # atomic: a running import never sees half a file
-        print(f"{dest} (libxdp + libbpf via {XDP.how})")
+    dest = common.build_in_place(lambda path: make_ffibuilder(XDP, path), "afxdp")
+    print(f"{dest} (libxdp + libbpf via {XDP.how})")
     sys.exit(0)

@@ -21,12 +21,17 @@ By hand, touching nothing but this module::
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
-HERE = Path(__file__).resolve().parent
+# Shared helpers, loaded by path: setuptools runs this file with native/ not importable.
+_spec = importlib.util.spec_from_file_location("_efsdk_build_common", Path(__file__).resolve().parent / "build_common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+HERE = common.HERE
 ENV_PREFIX = "EFSDK_ONLOAD_PREFIX"
 _DEFAULT_PREFIXES = ("/usr", "/usr/local")
 _LIBDIRS = ("lib", "lib64", "lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu")
@@ -74,16 +79,7 @@ def find_onload(env: dict[str, str] | None = None) -> tuple[Onload | None, str]:
     return None, "; ".join(tried) + hint
 
 
-def _path(name: str) -> str:
-    """Path of a file next to this script, relative to the cwd when inside it (see build_sources.py)."""
-    p = HERE / name
-    try:
-        return p.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(p)
-
-
-def make_ffibuilder(onload: Onload, path=_path):
+def make_ffibuilder(onload: Onload, path=common.source_path):
     """The FFI builder for ``onload``; ``path`` maps a file name in native/ to what setuptools gets."""
     from cffi import FFI
 
@@ -122,15 +118,6 @@ if __name__ == "__main__":
     if ONLOAD is None:
         print(f"efsdk._native_efvi not built: {WHY}", file=sys.stderr)
         sys.exit(1)
-    # Build in a scratch directory and copy only our .so into efsdk/ (see build_sources.py).
-    import shutil
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="efsdk-build-efvi-") as tmp:
-        builder = make_ffibuilder(ONLOAD, lambda name: str(HERE / name))
-        built = Path(builder.compile(tmpdir=tmp, verbose=bool(os.environ.get("VERBOSE"))))
-        dest = HERE.parent / "efsdk" / built.name
-        shutil.copy2(built, dest.with_suffix(".tmp"))
-        os.replace(dest.with_suffix(".tmp"), dest)  # atomic: a running import never sees half a file
-        print(f"{dest} (against {ONLOAD.prefix}, {'libciul1.a' if ONLOAD.static_lib else 'libciul.so'})")
+    dest = common.build_in_place(lambda path: make_ffibuilder(ONLOAD, path), "efvi")
+    print(f"{dest} (against {ONLOAD.prefix}, {'libciul1.a' if ONLOAD.static_lib else 'libciul.so'})")
     sys.exit(0)

@@ -13,27 +13,18 @@ directory, because setuptools may run the build from a copy of the tree.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
 from cffi import FFI
 
-HERE = Path(__file__).resolve().parent
-
-
-def _path(name: str) -> str:
-    """Path of a file next to this script, relative to the cwd when inside it.
-
-    setuptools wants extension sources relative to the project root (absolute
-    ones leak into sdist file lists and object-file paths); fall back to an
-    absolute path when the build runs from somewhere else.
-    """
-    p = HERE / name
-    try:
-        return p.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(p)
+# Shared helpers, loaded by path: setuptools runs this file with native/ not importable.
+_spec = importlib.util.spec_from_file_location("_efsdk_build_common", Path(__file__).resolve().parent / "build_common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+HERE = common.HERE
 
 
 # -O3: the decode loop is the hot path; -fno-strict-aliasing is not needed
@@ -48,9 +39,9 @@ ffibuilder.cdef((HERE / "itch_records.cdef").read_text(encoding="utf-8"))
 ffibuilder.set_source(
     "efsdk._native_itch",
     '#include "itch_records.h"\n#include "itch_ops.h"\n',
-    sources=[_path("itch_records.c"), _path("itch_ops.c")],
-    include_dirs=[_path(".")],
-    depends=[_path("itch_records.h"), _path("itch_ops.h"), _path("itch_records.cdef")],
+    sources=[common.source_path("itch_records.c"), common.source_path("itch_ops.c")],
+    include_dirs=[common.source_path(".")],
+    depends=[common.source_path("itch_records.h"), common.source_path("itch_ops.h"), common.source_path("itch_records.cdef")],
     extra_compile_args=_CFLAGS,
 )
 

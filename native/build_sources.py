@@ -14,22 +14,17 @@ elsewhere the module is simply not built and ``efsdk.sources`` says so.
 
 from __future__ import annotations
 
-import os
+import importlib.util
 import sys
 from pathlib import Path
 
 from cffi import FFI
 
-HERE = Path(__file__).resolve().parent
-
-
-def _path(name: str) -> str:
-    """Path of a file next to this script, relative to the cwd when inside it (see build_itch.py)."""
-    p = HERE / name
-    try:
-        return p.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(p)
+# Shared helpers, loaded by path: setuptools runs this file with native/ not importable.
+_spec = importlib.util.spec_from_file_location("_efsdk_build_common", Path(__file__).resolve().parent / "build_common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+HERE = common.HERE
 
 
 # -O2 is plenty: the hot loop is a few loads per frame; the syscalls dominate.
@@ -37,13 +32,13 @@ _CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden"]
 
 
 
-def make_ffibuilder(path=_path) -> FFI:
+def make_ffibuilder(path=common.source_path) -> FFI:
     """The FFI builder; ``path`` maps a file name in native/ to the path handed to setuptools."""
     ffi = FFI()
     ffi.cdef((HERE / "sources.cdef").read_text(encoding="utf-8"))
     ffi.set_source(
         "efsdk._native_sources",
-        '#include "frame_source.h", "poll_wait.h"\n',
+        '#include "frame_source.h"\n',
         sources=[path("src_udp.c"), path("src_afpacket.c"), path("udp_blast.c")],
         include_dirs=[path(".")],
         depends=[path("frame_source.h"), path("poll_wait.h"), path("netparse.h"), path("mcast_join.h"), path("sources.cdef")],
@@ -56,17 +51,5 @@ def make_ffibuilder(path=_path) -> FFI:
 ffibuilder = make_ffibuilder()
 
 if __name__ == "__main__":
-    # Build in a scratch directory and copy only our .so into efsdk/: never
-    # touches (or rebuilds) the other native modules next to it.
-    import shutil
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="efsdk-build-sources-") as tmp:
-        # cffi compiles from inside tmpdir: hand it absolute paths.
-        builder = make_ffibuilder(lambda name: str(HERE / name))
-        built = Path(builder.compile(tmpdir=tmp, verbose=bool(os.environ.get("VERBOSE"))))
-        dest = HERE.parent / "efsdk" / built.name
-        shutil.copy2(built, dest.with_suffix(".tmp"))
-        os.replace(dest.with_suffix(".tmp"), dest)  # atomic: a running import never sees half a file
-        print(dest)
+    print(common.build_in_place(make_ffibuilder, "sources"))
     sys.exit(0)
