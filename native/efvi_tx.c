@@ -35,7 +35,7 @@ typedef struct efsdk_efvi_tx_config {
     uint32_t pd_flags;        /* EF_PD_* */
     int32_t txq_size;         /* TX descriptors; -1 = driver default (512) */
     int32_t evq_size;         /* event queue entries; -1 = default */
-    uint32_t n_bufs;          /* 2 KiB transmit buffers; 0 = the TX ring's capacity */
+    uint32_t n_bufs;          /* 2 KiB transmit buffers; 0 (or more than the TX ring holds) = its capacity */
     uint32_t ctpio_threshold; /* bytes written before cut-through starts; EF_VI_CTPIO_CT_THRESHOLD_SNF = store-and-forward */
 } efsdk_efvi_tx_config;
 
@@ -49,10 +49,10 @@ typedef struct efsdk_tx_stamp {
 typedef struct efsdk_efvi_tx_stats {
     uint64_t sent;        /* frames handed to the NIC */
     uint64_t bytes;
-    uint64_t ctpio;       /* of which written by CTPIO (with a DMA fallback posted) */
+    uint64_t ctpio;       /* of which written by CTPIO (the NIC may still have sent the DMA fallback) */
     uint64_t completed;   /* completions reaped (buffer back on the free stack) */
     uint64_t timestamps;  /* completions with a hardware timestamp */
-    uint64_t busy;        /* sends refused with -EAGAIN: no free buffer or ring space */
+    uint64_t busy;        /* send attempts refused with -EAGAIN: no free buffer or ring space */
     uint64_t too_big;     /* sends refused with -EMSGSIZE */
     uint64_t tx_errors;   /* TX_ERROR events (the queue was re-initialised after each) */
     uint64_t failed;      /* frames without completion at a TX error: may not have been sent */
@@ -141,7 +141,8 @@ static int efvi_tx_open_steps(efsdk_efvi_tx *t, const efsdk_efvi_tx_config *cfg,
 
     *stage = EFSDK_EFVI_STAGE_MEM;
     uint32_t cap = (uint32_t)ef_vi_transmit_capacity(&t->vi);
-    t->n_bufs = cfg->n_bufs ? cfg->n_bufs : cap;
+    /* Each frame in flight holds one buffer and one descriptor: more buffers than ring slots never help. */
+    t->n_bufs = cfg->n_bufs && cfg->n_bufs < cap ? cfg->n_bufs : cap;
     if (t->n_bufs == 0)
         return -EINVAL;
     if ((rc = efvi_alloc_dma((size_t)t->n_bufs * EFVI_BUF_SIZE, &t->mem, &t->mem_len, &t->mem_mmap)) < 0)
@@ -195,7 +196,7 @@ int efsdk_efvi_tx_open(const efsdk_efvi_tx_config *cfg, efsdk_efvi_tx **out, int
  * Send one whole Ethernet frame (copied into a registered buffer).  0 with
  * *id set, or -EAGAIN (no free buffer / no ring space: reap completions with
  * efsdk_efvi_tx_poll and retry), -EMSGSIZE (larger than one buffer),
- * -ENETRESET (the VI is dead).
+ * -EINVAL (shorter than an Ethernet header), -ENETRESET (the VI is dead).
  */
 int efsdk_efvi_tx_send(efsdk_efvi_tx *t, const uint8_t *frame, uint32_t len, uint32_t *id)
 {
@@ -207,7 +208,10 @@ int efsdk_efvi_tx_send(efsdk_efvi_tx *t, const uint8_t *frame, uint32_t len, uin
         t->st.too_big++;
         return -EMSGSIZE;
     }
-    if (t->n_free == 0 || (t->st.ctpio_mode && ef_vi_transmit_space_bytes(&t->vi) < (int)len)) {
+    /* CTPIO writes the frame before its fallback can be refused: check ring room first,
+     * or a frame could leave with no descriptor (and id) behind it. */
+    if (t->n_free == 0 ||
+        (t->st.ctpio_mode && (ef_vi_transmit_space(&t->vi) < 1 || ef_vi_transmit_space_bytes(&t->vi) < (int)len))) {
         t->st.busy++;
         return -EAGAIN;
     }

@@ -304,8 +304,8 @@ def run_publish(args: argparse.Namespace) -> int:
         depths = [int(d) for d in args.depths.split(",") if d.strip()]
     except ValueError:
         raise ConfigError(f"--depths must be comma-separated integers, not {args.depths!r}") from None
-    if not depths or any(not 0 <= d <= 255 for d in depths) or args.rounds < 1:
-        raise ConfigError("--depths must name 0..255 (0: every level) and --rounds must be >= 1")
+    if not depths or any(not 0 <= d <= 255 for d in depths) or len(set(depths)) != len(depths) or args.rounds < 1:
+        raise ConfigError("--depths must name distinct values 0..255 (0: every level) and --rounds must be >= 1")
     console, err = _consoles()
     with err.status("session (generated on first use)...") as status:
         sess = bench.session(args.symbols, args.messages, args.seed, args.cache_dir)

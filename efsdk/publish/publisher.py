@@ -326,7 +326,10 @@ class BookPublisher(Resource):
         self._feed: Any = None
         self._volume_at_attach: dict[OrderBook, int] = {}
         self._builder: Any = None
-        self._pending_locates: set[int] = set()  # books to look at besides recorded changes: P/Q prints, attach (windows)
+        # Books to look at on the next flush besides recorded changes: P/Q prints; in window
+        # mode also every book the decoder saw touched (taken after each batch) and, once,
+        # every book present at attach.
+        self._pending_locates: set[int] = set()
         self.clock = 0  # feed time (ns since midnight) of the last batch
         self.finished = False
         now = time.monotonic()
@@ -386,10 +389,11 @@ class BookPublisher(Resource):
             self.stats.publish_seconds += time.perf_counter() - started
 
     def detach(self) -> None:
-        """Stop publishing the attached feed's batches (idempotent)."""
+        """Publish what is still held back, then stop publishing the attached feed's batches (idempotent)."""
         feed = self._feed
         if feed is None:
             return
+        self._flush_pending()
         if self._timed_after in feed.batch_listeners:
             feed.batch_listeners.remove(self._timed_after)
         if self._pending_locates.add in feed.print_listeners:
@@ -408,6 +412,11 @@ class BookPublisher(Resource):
         ts = self._feed.decoder.last_timestamp if self._feed is not None else 0
         if ts:
             self.clock = ts
+        if self.config.depth:
+            # Only here, after the batch is applied: the decoder lists a book when it decodes
+            # the batch, so a flush in the middle of one (a hook serving the publisher) must not
+            # take the list, or books would be published half-applied and never again.
+            self._pending_locates.update(self._feed.decoder.take_touched())
         now = time.monotonic()
         if now >= self._next_publish:  # else conflating: the builder keeps recording until then
             self._flush_changes(now)
@@ -436,14 +445,10 @@ class BookPublisher(Resource):
 
     def _flush_windows(self) -> None:
         """Depth-window mode: diff the top levels of every book the decoder saw touched."""
-        if self._feed is None:
+        if not self._pending_locates or self._builder is None:
             return
-        locates = self._feed.decoder.take_touched()
-        if self._pending_locates:
-            locates = list(dict.fromkeys(locates).keys() | self._pending_locates)
-            self._pending_locates.clear()
-        if not locates:
-            return
+        locates = list(self._pending_locates)
+        self._pending_locates.clear()
         cfg = self.config
         ts = self.clock
         n = cfg.depth
@@ -661,9 +666,10 @@ class BookPublisher(Resource):
         return served
 
     def _flush_pending(self) -> None:
-        """Publish changes held by ``publish_interval_s`` (or, for windows, books not yet
-        published since attach): a snapshot's seq must cover the book it shows."""
-        if (self.config.publish_interval_s or self.config.depth) and self._builder is not None:
+        """Publish every change not yet published, so a snapshot's seq covers the book it shows:
+        changes held by ``publish_interval_s``, or applied so far in a batch still running
+        (a hook serving the publisher); for windows, books of finished batches and of attach."""
+        if self._builder is not None:
             self._flush_changes(time.monotonic())
 
     def _flush_bbo(self, st: _Topic) -> None:

@@ -182,7 +182,8 @@ class L2Book:
         return [LevelView(p, *rows[p]) for p in prices]
 
     def depth(self, n: int = 5) -> Depth:
-        """Top ``n`` levels per side, best first: equal to the publisher's ``OrderBook.depth(n)``."""
+        """Top ``n`` levels per side, best first: equal to the publisher's ``OrderBook.depth(n)``
+        (for ``n`` up to :attr:`depth_window` when the publisher streams a window)."""
         bids = sorted(self.bids, reverse=True)[:n]
         asks = sorted(self.asks)[:n]
         return Depth([LevelView(p, *self.bids[p]) for p in bids], [LevelView(p, *self.asks[p]) for p in asks])

@@ -51,6 +51,8 @@ __all__ = ["CTPIO_SNF", "EfviSender", "EfviSenderConfig", "TxStamp", "make_sende
 CTPIO_SNF = 0xFFFF
 #: Largest frame one buffer holds (a 2 KiB buffer less the DMA alignment offset).
 MAX_FRAME = 2048 - 64
+#: Timestamps send() reaps are kept for poll() up to this many; beyond, they are counted and dropped.
+MAX_HELD_STAMPS = 1 << 16
 _TX_CTPIO, _TX_TIMESTAMPS = 0x1, 0x2  # EFSDK_EFVI_TX_* (checked against the build at import)
 _SYNC_CLOCK_SET, _SYNC_IN_SYNC = 0x1, 0x2  # EF_VI_SYNC_FLAG_*
 _STAT_FIELDS = ("sent", "bytes", "ctpio", "completed", "timestamps", "busy", "too_big", "tx_errors", "failed",
@@ -114,7 +116,7 @@ def make_sender_config(
         if not 64 <= threshold <= CTPIO_SNF:
             raise ConfigError(f"ctpio_threshold must be 'snf' or bytes 64..65535, got {threshold}")
     n_bufs = int(n_bufs)
-    if n_bufs and not 16 <= n_bufs <= 1 << 16:
+    if n_bufs and not 16 <= n_bufs <= 1 << 16:  # more than the TX ring holds is cut to its capacity
         raise ConfigError(f"n_bufs must be 0 (the TX ring's capacity) or 16..65536 2 KiB buffers, got {n_bufs}")
     return EfviSenderConfig(
         iface=iface,
@@ -151,7 +153,6 @@ class EfviSender(Resource):
         if rc < 0:
             raise efvi_error(rc, stage[0], f"opening {self._describe}")
         self._h = out[0]
-        self._opened()
         self._lib, self._ffi = lib, ffi
         self._send = lib.efsdk_efvi_tx_send
         self._poll = lib.efsdk_efvi_tx_poll
@@ -160,7 +161,9 @@ class EfviSender(Resource):
         self._stamps = ffi.new("efsdk_tx_stamp[]", self._stamps_cap)
         self._stats_buf = ffi.new("efsdk_efvi_tx_stats *")
         self._held: list[TxStamp] = []  # stamps reaped by send(), for the next poll()
+        self._stamps_dropped = 0  # stamps beyond MAX_HELD_STAMPS while nobody polled
         self._final_stats: dict[str, Any] = {}
+        self._opened()  # last: from here on close() must release the handle
 
     def __repr__(self) -> str:
         return f"<EfviSender {'closed' if self.closed else 'open'} {self._describe}>"
@@ -169,8 +172,8 @@ class EfviSender(Resource):
         """Hand one whole Ethernet frame to the NIC; its id (for :class:`TxStamp`), or ``None`` when
         every buffer and ring slot is still in flight after reaping completions (counted as ``busy``).
 
-        Raises :class:`SourceError` for a frame over :data:`MAX_FRAME` bytes (EMSGSIZE), a closed
-        sender (EBADF) or a dead VI (ENETRESET).
+        Raises :class:`SourceError` for a frame over :data:`MAX_FRAME` bytes (EMSGSIZE) or under
+        an Ethernet header (EINVAL), a closed sender (EBADF) or a dead VI (ENETRESET).
         """
         if self._closed:
             raise efvi_error(-errno.EBADF, None, f"send on {self._describe}")
@@ -201,13 +204,19 @@ class EfviSender(Resource):
         s = self._stamps
         held = self._held
         for i in range(rc):
+            if len(held) >= MAX_HELD_STAMPS:
+                self._stamps_dropped += rc - i
+                break
             flags = s[i].ts_flags
             held.append(TxStamp(int(s[i].id), int(s[i].ts_ns), bool(flags & _SYNC_CLOCK_SET), bool(flags & _SYNC_IN_SYNC)))
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Counters: sent, bytes, ctpio, completed, timestamps, busy, too_big, tx_errors, failed,
-        resets, in_flight, and the mode chosen at open (ctpio_mode, ctpio_only, tx_timestamps)."""
+        """Counters: sent, bytes, ctpio (frames written by CTPIO; the NIC may have sent the
+        fallback instead), completed, timestamps, busy (send attempts refused for want of a
+        buffer or ring slot: a send() that succeeds after reaping counts one), too_big,
+        tx_errors, failed, resets, in_flight, stamps_dropped (beyond :data:`MAX_HELD_STAMPS`
+        while nobody polled), and the mode chosen at open (ctpio_mode, ctpio_only, tx_timestamps)."""
         if self._closed:
             return dict(self._final_stats)
         return self._read_stats()
@@ -220,6 +229,7 @@ class EfviSender(Resource):
         out: dict[str, Any] = {name: int(getattr(x, name)) for name in _STAT_FIELDS}
         for name in ("ctpio_mode", "ctpio_only", "tx_timestamps"):
             out[name] = bool(getattr(x, name))
+        out["stamps_dropped"] = self._stamps_dropped
         return out
 
     def _release(self) -> None:

@@ -310,3 +310,43 @@ def test_publisher_answers_bad_requests_with_an_error(tmp_path):
         pub.close()  # idempotent
     finally:
         ctx.term()
+
+
+@pytest.mark.parametrize("depth", [0, 3], ids=["every-level", "top3-window"])
+def test_publishing_from_a_hook_in_the_middle_of_a_batch_leaves_no_book_stale(small_itch_session, depth):
+    """A strategy hook that serves the publisher mid-batch (snapshots) must not make it skip
+    the rest of the batch: after the batch, every subscriber book equals the publisher's."""
+    from efsdk.pipeline import FeedHandler
+
+    ctx = zmq.Context()
+    symbols = small_itch_session.deep[:1] + small_itch_session.thin[:2]
+    calls = {"n": 0}
+    try:
+        with BookPublisher(PublisherConfig(endpoint=f"inproc://mid{depth}", snapshot_interval_s=0, depth=depth), ctx) as pub, \
+             BookSubscriber(SubscriberConfig(endpoint=f"inproc://mid{depth}", symbols=tuple(symbols)), ctx) as sub:  # fmt: skip
+
+            def on_book(book, event) -> None:
+                calls["n"] += 1
+                if calls["n"] % 50 == 0:
+                    pub.publish_snapshots()
+
+            feed = FeedHandler(on_book=on_book)
+            pub.attach(feed)
+            deadline = time.monotonic() + 5
+            while not sub.synced and time.monotonic() < deadline:
+                pub.poll(0.01)
+                sub.poll(0.01)
+            assert sub.synced
+            feed.process(small_itch_session.path.read_bytes())  # one batch
+            assert calls["n"] > 100
+            pub.finish()
+            while not sub.all_final and time.monotonic() < deadline + 5:
+                sub.poll(0.01)
+            assert sub.all_final
+            for s in symbols:
+                book = feed.builder.book(s)
+                n = depth or max(len(book.bids), len(book.asks), 1)
+                assert sub.book(s).depth(n + 1) == book.depth(n), s
+            assert sub.stats.snapshot_mismatches == 0 and sub.stats.gaps == 0
+    finally:
+        ctx.term()
