@@ -186,6 +186,16 @@ def test_take_changes_equals_the_l2_diff_of_every_batch(small_itch_session):
 # ---------------------------------------------------------------- in-process publisher -> subscriber
 
 
+def _sync(pub: BookPublisher, sub: BookSubscriber, timeout: float = 5.0) -> float:
+    """Serve the publisher until the subscriber is live; returns the deadline used."""
+    deadline = time.monotonic() + timeout
+    while not sub.synced and time.monotonic() < deadline:
+        pub.poll(0.01)
+        sub.poll(0.01)
+    assert sub.synced
+    return deadline
+
+
 def _replay_in_slices(feed, data: bytes, rng: random.Random, pump) -> None:
     view = memoryview(data)
     pos = 0
@@ -212,11 +222,7 @@ def test_subscriber_book_equals_publisher_book_inproc(small_itch_session, option
              BookSubscriber(SubscriberConfig(endpoint="inproc://eq", symbols=tuple(symbols)), ctx) as sub:  # fmt: skip
             feed = FeedHandler()
             pub.attach(feed)
-            deadline = time.monotonic() + 5
-            while not sub.synced and time.monotonic() < deadline:
-                pub.poll(0.01)
-                sub.poll(0.01)
-            assert sub.synced
+            deadline = _sync(pub, sub)
 
             def pump() -> None:
                 pub.poll()
@@ -332,11 +338,7 @@ def test_publishing_from_a_hook_in_the_middle_of_a_batch_leaves_no_book_stale(sm
 
             feed = FeedHandler(on_book=on_book)
             pub.attach(feed)
-            deadline = time.monotonic() + 5
-            while not sub.synced and time.monotonic() < deadline:
-                pub.poll(0.01)
-                sub.poll(0.01)
-            assert sub.synced
+            deadline = _sync(pub, sub)
             feed.process(small_itch_session.path.read_bytes())  # one batch
             assert calls["n"] > 100
             pub.finish()
