@@ -57,9 +57,11 @@ difference from the window it last published: changed or entering levels
 with their state, levels pushed out or removed as ``(0, 0)``.  Snapshots
 hold the window (N travels in the flags' high byte), so a subscriber ends
 with exactly the publisher's top N.  Measured as above, top 10: the
-publisher's own time is **~8-9%** of the build and the paired end-to-end
-overhead +2% to +12% in different runs (the VM's noise is ±20%), against
-the issue's goal of 10%.  The cost scales with books touched per batch,
+publisher's own time is **8-10%** of the build; the paired end-to-end
+overhead was +2% to +23% over six runs (typically +10-20%; single rounds
+spread from 0.9x to 1.8x), against the issue's goal of 10%.  Whether the
+book loop tracks the window levels' totals or the reader sums them made
+no measurable difference to that.  The cost scales with books touched per batch,
 not with messages: on packet-sized batches every batch touches a third of
 the books, and a window costs ~10x the build; with ``publish_interval_s=0.01``
 +50-100%.
