@@ -31,7 +31,7 @@
 
 typedef struct efsdk_efvi_tx_config {
     char iface[16];
-    uint32_t flags;           /* EFSDK_EFVI_TX_* */
+    uint32_t flags;           /* EFSDK_EFVI_TX_* | EFSDK_EFVI_DATAPATH_* */
     uint32_t pd_flags;        /* EF_PD_* */
     int32_t txq_size;         /* TX descriptors; -1 = driver default (512) */
     int32_t evq_size;         /* event queue entries; -1 = default */
@@ -63,7 +63,7 @@ typedef struct efsdk_efvi_tx_stats {
     uint32_t ctpio_mode;  /* 1: frames go out by CTPIO */
     uint32_t ctpio_only;  /* 1: the NIC has no DMA transmit (X3) */
     uint32_t tx_timestamps;
-    uint32_t reserved;
+    uint32_t express;     /* 1: the PD uses the express datapath */
 } efsdk_efvi_tx_stats;
 
 typedef struct efsdk_efvi_tx {
@@ -117,7 +117,7 @@ void efsdk_efvi_tx_close(efsdk_efvi_tx *t)
 static int efvi_tx_open_steps(efsdk_efvi_tx *t, const efsdk_efvi_tx_config *cfg, int *stage)
 {
     int rc;
-    if ((rc = efvi_open_pd(&t->dh, &t->pd, &t->res, cfg->iface, cfg->pd_flags, stage)) < 0)
+    if ((rc = efvi_open_pd(&t->dh, &t->pd, &t->res, cfg->iface, cfg->pd_flags, cfg->flags, &t->st.express, stage)) < 0)
         return rc;
 
     unsigned long v = 0;

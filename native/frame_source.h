@@ -45,6 +45,8 @@
 #define EFSDK_FRAME_VLAN 0x2u      /* arrived 802.1Q tagged (inline or kernel-stripped) */
 #define EFSDK_FRAME_MULTICAST 0x4u /* destination was an IPv4 multicast group */
 #define EFSDK_FRAME_RAW 0x8u       /* `frame` is the full Ethernet frame */
+#define EFSDK_FRAME_TS_CLOCK_SET 0x10u /* hw timestamp: the adapter clock has been set (ef_vi) */
+#define EFSDK_FRAME_TS_IN_SYNC 0x20u   /* hw timestamp: the adapter clock is in sync, e.g. by sfptpd (ef_vi) */
 
 /* Config flags (efsdk_source_config.flags). */
 #define EFSDK_CFG_BUSY_POLL 0x1u      /* spin (no sleep) until data or timeout */

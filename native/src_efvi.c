@@ -55,7 +55,7 @@
 #include "mcast_join.h"
 #include "netparse.h"
 
-#define EFSDK_EFVI_VERSION 2 /* bump on any change of the structs below / semantics */
+#define EFSDK_EFVI_VERSION 3 /* bump on any change of the structs below / semantics */
 
 /* 2 KiB buffers: the NIC's DMA addresses are contiguous only within a 4 KiB page. */
 #define EFVI_BUF_SIZE 2048
@@ -85,6 +85,14 @@
 #define EFSDK_EFVI_EVENT_MERGE 0x1u   /* EF_VI_RX_EVENT_MERGE from the start */
 #define EFSDK_EFVI_NO_JOIN 0x2u       /* do not join multicast groups (someone else does) */
 #define EFSDK_EFVI_NO_SW_FILTER 0x4u  /* deliver whatever the NIC filters pass */
+#define EFSDK_EFVI_MULTICAST_ALL 0x8u /* also a multicast-all NIC filter */
+/* Datapath, in efvi_flags here and in efsdk_efvi_tx_config.flags: neither bit = express
+ * where EF_VI_CAP_EXTRA_DATAPATHS offers it (as Onload's examples default to). */
+#define EFSDK_EFVI_DATAPATH_ENTERPRISE 0x10u /* never EF_PD_EXPRESS */
+#define EFSDK_EFVI_DATAPATH_EXPRESS 0x20u    /* EF_PD_EXPRESS or fail (-EOPNOTSUPP) */
+
+/* MAC (eth_local) filters per source. */
+#define EFVI_MAX_MACS 8
 
 /* Held-ring entries: EF10 buffer id, or X3 pkt_id. */
 typedef struct efvi_rdy {
@@ -92,12 +100,13 @@ typedef struct efvi_rdy {
     uint32_t len;   /* Ethernet frame bytes (prefix removed) */
     uint64_t ts_ns;
     uint8_t ts_kind;
+    uint8_t ts_flags; /* EFSDK_FRAME_TS_* */
 } efvi_rdy;
 
 typedef struct efsdk_efvi_config {
     char iface[16];           /* physical interface (not a bond / VLAN) */
     uint32_t flags;           /* EFSDK_CFG_BUSY_POLL | _HW_TIMESTAMPS | _KEEP_TRUNCATED */
-    uint32_t efvi_flags;      /* EFSDK_EFVI_* */
+    uint32_t efvi_flags;      /* EFSDK_EFVI_* (filters, datapath) */
     uint32_t pd_flags;        /* EF_PD_* */
     int32_t rxq_size;         /* RX descriptors; -1 = driver default (512) */
     int32_t evq_size;         /* event queue entries; -1 = default */
@@ -105,6 +114,8 @@ typedef struct efsdk_efvi_config {
     uint32_t iface_addr;      /* IPv4 of iface for IP_ADD_MEMBERSHIP (network order); 0 = by index */
     uint32_t n_feeds;
     const efsdk_feed *feeds;  /* (group/address, port): NIC filters + software check */
+    uint32_t n_macs;
+    const uint8_t *macs;      /* n_macs x 6 bytes: eth_local NIC filters (any VLAN) */
 } efsdk_efvi_config;
 
 typedef struct efsdk_efvi_stats {
@@ -119,6 +130,7 @@ typedef struct efsdk_efvi_stats {
     uint32_t rx_ref;        /* 1: X3/efct receive model */
     uint32_t prefix_len;    /* RX prefix bytes before the Ethernet header */
     uint32_t n_bufs;
+    uint32_t express;       /* 1: the PD uses the express datapath */
 } efsdk_efvi_stats;
 
 /* Resource bits, set in dependency order and undone in reverse. */
@@ -153,7 +165,7 @@ typedef struct efvi_source {
     uint32_t *held;
     uint32_t held_cap, held_head;
     /* filters and multicast joins */
-    ef_filter_cookie cookies[EFSDK_MAX_FEEDS];
+    ef_filter_cookie cookies[EFSDK_MAX_FEEDS + EFVI_MAX_MACS + 1];
     uint32_t n_cookies;
     int mcast_fd;
     efsdk_feed feeds[EFSDK_MAX_FEEDS];
@@ -249,12 +261,15 @@ static inline void rdy_push(efvi_source *s, uint32_t id, uint32_t len, const voi
     r->len = len;
     r->ts_ns = 0;
     r->ts_kind = EFSDK_TS_NONE;
+    r->ts_flags = 0;
     if (s->cfg_flags & EFSDK_CFG_HW_TIMESTAMPS) {
         /* Valid only between this event and the next ef_eventq_poll: read it now. */
         ef_precisetime pt;
         if (ef_vi_receive_get_precise_timestamp(&s->vi, dma_start, &pt) == 0) {
             r->ts_ns = (uint64_t)pt.tv_sec * 1000000000ull + pt.tv_nsec;
             r->ts_kind = EFSDK_TS_HW;
+            r->ts_flags = (pt.tv_flags & EF_VI_SYNC_FLAG_CLOCK_SET ? EFSDK_FRAME_TS_CLOCK_SET : 0) |
+                          (pt.tv_flags & EF_VI_SYNC_FLAG_CLOCK_IN_SYNC ? EFSDK_FRAME_TS_IN_SYNC : 0);
         } else {
             s->xs.ts_errors++;
         }
@@ -397,7 +412,7 @@ static uint32_t efvi_deliver(efvi_source *s, efsdk_frame *out, uint32_t max)
         fr->orig_len = v.udp_len;
         fr->frame_len = r.len;
         fr->flags = EFSDK_FRAME_RAW | (v.vlan ? EFSDK_FRAME_VLAN : 0) |
-                    ((ntohl(v.dst_addr) >> 28) == 0xE ? EFSDK_FRAME_MULTICAST : 0);
+                    ((ntohl(v.dst_addr) >> 28) == 0xE ? EFSDK_FRAME_MULTICAST : 0) | r.ts_flags;
         fr->src_addr = v.src_addr;
         fr->dst_addr = v.dst_addr;
         fr->src_port = v.src_port;
@@ -538,8 +553,14 @@ static const efsdk_source_ops efvi_ops = {
 
 /* ------------------------------------------------------------------ open */
 
-/* The first two open stages of both halves (receive, efvi_tx.c): driver handle, then the PD. */
-static int efvi_open_pd(ef_driver_handle *dh, ef_pd *pd, uint32_t *res, const char *iface, uint32_t pd_flags, int *stage)
+/*
+ * The first two open stages of both halves (receive, efvi_tx.c): driver
+ * handle, then the PD, on the express datapath where the interface offers it
+ * unless datapath says otherwise (EFSDK_EFVI_DATAPATH_* bits).  *express
+ * tells which one was taken.
+ */
+static int efvi_open_pd(ef_driver_handle *dh, ef_pd *pd, uint32_t *res, const char *iface, uint32_t pd_flags,
+                        uint32_t datapath, uint32_t *express, int *stage)
 {
     int rc;
     *stage = EFSDK_EFVI_STAGE_DRIVER;
@@ -547,9 +568,19 @@ static int efvi_open_pd(ef_driver_handle *dh, ef_pd *pd, uint32_t *res, const ch
         return rc;
     *res |= R_DRIVER;
     *stage = EFSDK_EFVI_STAGE_PD;
+    if (!(datapath & EFSDK_EFVI_DATAPATH_ENTERPRISE)) {
+        unsigned long cap = 0;
+        int ifindex = (int)if_nametoindex(iface);
+        if (ifindex > 0 && ef_vi_capabilities_get(*dh, ifindex, EF_VI_CAP_EXTRA_DATAPATHS, &cap) == 0 &&
+            (cap & EF_VI_EXTRA_DATAPATH_EXPRESS))
+            pd_flags |= EF_PD_EXPRESS;
+        else if (datapath & EFSDK_EFVI_DATAPATH_EXPRESS)
+            return -EOPNOTSUPP;
+    }
     if ((rc = ef_pd_alloc_by_name(pd, *dh, iface, (enum ef_pd_flags)pd_flags)) < 0)
         return rc;
     *res |= R_PD;
+    *express = (pd_flags & EF_PD_EXPRESS) != 0;
     return 0;
 }
 
@@ -562,7 +593,8 @@ static int join_groups(efvi_source *s, const efsdk_efvi_config *cfg)
 static int efvi_open_steps(efvi_source *s, const efsdk_efvi_config *cfg, int *stage)
 {
     int rc;
-    if ((rc = efvi_open_pd(&s->dh, &s->pd, &s->res, cfg->iface, cfg->pd_flags, stage)) < 0)
+    if ((rc = efvi_open_pd(&s->dh, &s->pd, &s->res, cfg->iface, cfg->pd_flags, cfg->efvi_flags, &s->xs.express,
+                           stage)) < 0)
         return rc;
 
     unsigned long v = 0;
@@ -638,6 +670,24 @@ static int efvi_open_steps(efvi_source *s, const efsdk_efvi_config *cfg, int *st
             return rc;
         s->n_cookies++;
     }
+    for (uint32_t i = 0; i < cfg->n_macs; i++) {
+        ef_filter_spec fs;
+        ef_filter_spec_init(&fs, EF_FILTER_FLAG_NONE);
+        if ((rc = ef_filter_spec_set_eth_local(&fs, EF_FILTER_VLAN_ID_ANY, cfg->macs + 6 * i)) < 0)
+            return rc;
+        if ((rc = ef_vi_filter_add(&s->vi, s->dh, &fs, &s->cookies[s->n_cookies])) < 0)
+            return rc;
+        s->n_cookies++;
+    }
+    if (cfg->efvi_flags & EFSDK_EFVI_MULTICAST_ALL) {
+        ef_filter_spec fs;
+        ef_filter_spec_init(&fs, EF_FILTER_FLAG_NONE);
+        if ((rc = ef_filter_spec_set_multicast_all(&fs)) < 0)
+            return rc;
+        if ((rc = ef_vi_filter_add(&s->vi, s->dh, &fs, &s->cookies[s->n_cookies])) < 0)
+            return rc;
+        s->n_cookies++;
+    }
 
     *stage = EFSDK_EFVI_STAGE_JOIN;
     if (!(cfg->efvi_flags & EFSDK_EFVI_NO_JOIN) && (rc = join_groups(s, cfg)) < 0)
@@ -661,7 +711,10 @@ int efsdk_efvi_open(const efsdk_efvi_config *cfg, efsdk_source **out, int *stage
     *out = NULL;
     if (!cfg->iface[0] || memchr(cfg->iface, 0, sizeof cfg->iface) == NULL)
         return -EINVAL;
-    if (cfg->n_feeds == 0 || cfg->n_feeds > EFSDK_MAX_FEEDS || !cfg->feeds)
+    if (cfg->n_feeds > EFSDK_MAX_FEEDS || (cfg->n_feeds && !cfg->feeds) || cfg->n_macs > EFVI_MAX_MACS ||
+        (cfg->n_macs && !cfg->macs))
+        return -EINVAL;
+    if (!cfg->n_feeds && !cfg->n_macs && !(cfg->efvi_flags & EFSDK_EFVI_MULTICAST_ALL))
         return -EINVAL; /* ef_vi sees nothing without a filter */
     for (uint32_t i = 0; i < cfg->n_feeds; i++)
         if (!cfg->feeds[i].addr || !cfg->feeds[i].port)
@@ -717,6 +770,14 @@ int efsdk_efvi_check_filter(uint32_t addr_be, uint16_t port)
     ef_filter_spec fs;
     ef_filter_spec_init(&fs, EF_FILTER_FLAG_NONE);
     return ef_filter_spec_set_ip4_local(&fs, IPPROTO_UDP, addr_be, htons(port));
+}
+
+/* The same for a MAC filter (mac: 6 bytes) and, with mac NULL, the multicast-all filter. */
+int efsdk_efvi_check_eth_filter(const uint8_t *mac)
+{
+    ef_filter_spec fs;
+    ef_filter_spec_init(&fs, EF_FILTER_FLAG_NONE);
+    return mac ? ef_filter_spec_set_eth_local(&fs, EF_FILTER_VLAN_ID_ANY, mac) : ef_filter_spec_set_multicast_all(&fs);
 }
 
 const char *efsdk_efvi_libciul_version(void) { return ef_vi_version_str(); }

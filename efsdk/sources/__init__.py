@@ -20,6 +20,8 @@ from efsdk.errors import ConfigError
 from efsdk.sources.base import (
     FLAG_MULTICAST,
     FLAG_RAW,
+    FLAG_TS_CLOCK_SET,
+    FLAG_TS_IN_SYNC,
     FLAG_TRUNCATED,
     FLAG_VLAN,
     TS_HW,
@@ -38,6 +40,8 @@ __all__ = [
     "BACKENDS",
     "FLAG_MULTICAST",
     "FLAG_RAW",
+    "FLAG_TS_CLOCK_SET",
+    "FLAG_TS_IN_SYNC",
     "FLAG_TRUNCATED",
     "FLAG_VLAN",
     "TS_HW",

@@ -35,6 +35,8 @@ __all__ = [
     "EXPECTED_NATIVE_VERSION",
     "FLAG_MULTICAST",
     "FLAG_RAW",
+    "FLAG_TS_CLOCK_SET",
+    "FLAG_TS_IN_SYNC",
     "FLAG_TRUNCATED",
     "FLAG_VLAN",
     "FrameBatch",
@@ -61,6 +63,8 @@ FLAG_TRUNCATED = 0x1  # payload shorter than the datagram (keep_truncated=True o
 FLAG_VLAN = 0x2  # arrived 802.1Q tagged
 FLAG_MULTICAST = 0x4  # destination was a multicast group
 FLAG_RAW = 0x8  # the full Ethernet frame is available (FrameBatch.info(i).frame)
+FLAG_TS_CLOCK_SET = 0x10  # hardware timestamp (ef_vi): the adapter clock has been set
+FLAG_TS_IN_SYNC = 0x20  # hardware timestamp (ef_vi): the adapter clock is in sync (sfptpd)
 
 # Config flags and the poll flag (native/frame_source.h).
 CFG_BUSY_POLL, CFG_KEEP_TRUNCATED, CFG_HW_TIMESTAMPS, CFG_PROMISC = 0x1, 0x2, 0x4, 0x8

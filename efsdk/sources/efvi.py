@@ -26,6 +26,16 @@ at run time the Solarflare/AMD driver (``/dev/sfc_char``).  Options:
   packet buffers; default ring capacity + 512): a caller holding frames keeps
   their buffers off the ring.
 * ``pd_flags``: names from :data:`PD_FLAGS` (``"vf"``, ``"phys"``, ``"mcast_loop"``).
+* ``datapath``: ``"auto"`` (the express datapath where the interface offers
+  it, ``EF_VI_CAP_EXTRA_DATAPATHS``, as Onload's examples do), ``"express"``
+  (or fail) or ``"enterprise"``; ``efvi_stats["express"]`` says which.
+* Further NIC filters: ``macs=["00:0f:53:..."]`` (eth_local, any VLAN; up to
+  8) and ``multicast_all=True``.  With them ``feeds`` may be empty; frames are
+  still parsed as UDP and checked against ``feeds`` when there are any.
+
+Hardware timestamps carry the adapter clock's state in the frame flags:
+:data:`~efsdk.sources.base.FLAG_TS_CLOCK_SET` once it was ever set,
+:data:`~efsdk.sources.base.FLAG_TS_IN_SYNC` while it is in sync (sfptpd).
 
 Frames larger than one 2 KiB buffer (jumbos) are not reassembled: counted in
 ``truncated`` and ``efvi_stats["jumbo"]``.  No software timestamps: without
@@ -45,6 +55,8 @@ from efsdk.sources import base as _base
 from efsdk.sources.base import (
     CFG_BUSY_POLL,
     CFG_HW_TIMESTAMPS,
+    FLAG_TS_CLOCK_SET,
+    FLAG_TS_IN_SYNC,
     POLL_RELEASE,
     NativeFrameSource,
     SourceError,
@@ -68,7 +80,7 @@ __all__ = [
 
 NATIVE_EFVI = "efsdk._native_efvi"
 #: EFSDK_EFVI_VERSION * 1000 + EFSDK_SOURCES_VERSION, as efsdk_efvi_version() returns it.
-EXPECTED_EFVI_VERSION = 2 * 1000 + _base.EXPECTED_NATIVE_VERSION
+EXPECTED_EFVI_VERSION = 3 * 1000 + _base.EXPECTED_NATIVE_VERSION
 NOT_BUILT = (
     "ef_vi support not built: install Onload headers+libciul, "
     "set EFSDK_ONLOAD_PREFIX=<prefix>, reinstall (pip install .)"
@@ -97,6 +109,8 @@ _HINTS: dict[tuple[int | None, int], str] = {
     (STAGE_PD, errno.ENODEV): "not a Solarflare/AMD interface (use the physical port, not a bond or VLAN)",
     (STAGE_PD, errno.ENOENT): "no such interface, or not driven by sfc",
     (STAGE_PD, errno.EPERM): "not permitted: run as root (or CAP_NET_ADMIN / the onload group)",
+    (STAGE_PD, errno.EOPNOTSUPP): "this interface offers no express datapath (EF_VI_CAP_EXTRA_DATAPATHS): "
+    "use datapath='auto' or 'enterprise'",
     (STAGE_VI, errno.EPERM): "the NIC refused the VI even with EF_VI_RX_EVENT_MERGE "
     "(event_merge=True); check firmware variant / licensing (sfboot)",
     (STAGE_VI, errno.EBUSY): "no free VIs on this NIC (other ef_vi / Onload users hold them)",
@@ -123,7 +137,11 @@ _HINTS: dict[tuple[int | None, int], str] = {
 PD_FLAGS = {"vf": 0x1, "phys": 0x2, "mcast_loop": 0x10}
 
 # efsdk_efvi_config.efvi_flags
-_EFVI_EVENT_MERGE, _EFVI_NO_JOIN, _EFVI_NO_SW_FILTER = 0x1, 0x2, 0x4
+_EFVI_EVENT_MERGE, _EFVI_NO_JOIN, _EFVI_NO_SW_FILTER, _EFVI_MULTICAST_ALL = 0x1, 0x2, 0x4, 0x8
+#: ``datapath`` names -> EFSDK_EFVI_DATAPATH_* (in efvi_flags, and in the sender's flags):
+#: "auto" takes the express datapath where EF_VI_CAP_EXTRA_DATAPATHS offers it.
+DATAPATHS = {"auto": 0, "enterprise": 0x10, "express": 0x20}
+MAX_MACS = 8  # EFVI_MAX_MACS
 #: EF_EVENT_RX_DISCARD_* subtypes, in order (ef_vi.h).
 DISCARD_NAMES = ("csum_bad", "mcast_mismatch", "crc_bad", "trunc", "rights", "ev_error", "other", "inner_csum_bad")
 
@@ -149,9 +167,12 @@ else:
             "rebuild it (EFSDK_ONLOAD_PREFIX=<prefix> python native/build_efvi.py, or pip install .)"
         )
     if (_lib.EFSDK_EFVI_STAGE_DRIVER, _lib.EFSDK_EFVI_STAGE_FILTER, _lib.EFSDK_EFVI_EVENT_MERGE,
-            _lib.EF_PD_VF, _lib.EF_PD_PHYS_MODE, _lib.EF_PD_MCAST_LOOP, _lib.EFSDK_POLL_RELEASE) != (
+            _lib.EF_PD_VF, _lib.EF_PD_PHYS_MODE, _lib.EF_PD_MCAST_LOOP, _lib.EFSDK_POLL_RELEASE,
+            _lib.EFSDK_EFVI_MULTICAST_ALL, _lib.EFSDK_EFVI_DATAPATH_ENTERPRISE, _lib.EFSDK_EFVI_DATAPATH_EXPRESS,
+            _lib.EFVI_MAX_MACS, _lib.EFSDK_FRAME_TS_CLOCK_SET, _lib.EFSDK_FRAME_TS_IN_SYNC) != (
             STAGE_DRIVER, STAGE_FILTER, _EFVI_EVENT_MERGE, PD_FLAGS["vf"], PD_FLAGS["phys"],
-            PD_FLAGS["mcast_loop"], POLL_RELEASE):  # fmt: skip
+            PD_FLAGS["mcast_loop"], POLL_RELEASE, _EFVI_MULTICAST_ALL, DATAPATHS["enterprise"],
+            DATAPATHS["express"], MAX_MACS, FLAG_TS_CLOCK_SET, FLAG_TS_IN_SYNC):  # fmt: skip
         raise NativeError(f"{NATIVE_EFVI} is stale: its constants differ; rebuild it")
 
 
@@ -192,6 +213,9 @@ class EfviConfig:
     iface_addr: str | None = None
     pd_flags: int = 0
     batch: int = DEFAULT_BATCH
+    macs: tuple[bytes, ...] = ()  # eth_local NIC filters (6 bytes each)
+    multicast_all: bool = False  # a multicast-all NIC filter
+    datapath: str = "auto"
 
     @property
     def feeds_be(self) -> list[tuple[int, int]]:
@@ -199,8 +223,10 @@ class EfviConfig:
         return [(_addr_be(a, "feed address"), p) for a, p in self.feeds]
 
     def describe(self) -> str:
-        feeds = ", ".join(f"{a}:{p}" for a, p in self.feeds)
-        return f"efvi {self.iface} [{feeds}]"
+        filters = [f"{a}:{p}" for a, p in self.feeds] + [f"mac {m.hex(':')}" for m in self.macs]
+        if self.multicast_all:
+            filters.append("multicast-all")
+        return f"efvi {self.iface} [{', '.join(filters)}]"
 
 
 def check_iface(iface: str) -> None:
@@ -219,6 +245,24 @@ def pd_flag_bits(names: Sequence[str]) -> int:
     for f in names:
         bits |= PD_FLAGS[f]
     return bits
+
+
+def check_datapath(datapath: str) -> str:
+    """A ``datapath`` name of :data:`DATAPATHS`, else :class:`ConfigError`."""
+    if datapath not in DATAPATHS:
+        raise ConfigError(f"datapath must be one of {sorted(DATAPATHS)}, got {datapath!r}")
+    return datapath
+
+
+def parse_mac(mac: str) -> bytes:
+    """``aa:bb:cc:dd:ee:ff`` (or ``-`` separated) as 6 bytes, else :class:`ConfigError`."""
+    parts = str(mac).replace("-", ":").split(":")
+    try:
+        if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+            raise ValueError
+        return bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise ConfigError(f"a MAC filter is aa:bb:cc:dd:ee:ff, got {mac!r}") from None
 
 
 def queue_size(v: int, what: str) -> int:
@@ -243,11 +287,19 @@ def make_config(
     iface_addr: str | None = None,
     pd_flags: Sequence[str] = (),
     batch: int = DEFAULT_BATCH,
+    macs: Sequence[str] = (),
+    multicast_all: bool = False,
+    datapath: str = "auto",
 ) -> EfviConfig:
     """Validate the options of :func:`open_efvi` (raises :class:`ConfigError`)."""
     check_iface(iface)
-    if not feeds:
-        raise ConfigError("ef_vi needs at least one feed (group or address, port): the NIC delivers nothing unfiltered")
+    feeds = list(feeds or ())
+    mac_bytes = tuple(parse_mac(m) for m in macs)
+    if not feeds and not mac_bytes and not multicast_all:
+        raise ConfigError("ef_vi needs a NIC filter: feeds (group or address, port), macs, or multicast_all; "
+                          "the NIC delivers nothing unfiltered")  # fmt: skip
+    if len(mac_bytes) > MAX_MACS or len(set(mac_bytes)) != len(mac_bytes):
+        raise ConfigError(f"at most {MAX_MACS} distinct MAC filters, got {list(macs)}")
     if len(feeds) > 64:  # EFSDK_MAX_FEEDS
         raise ConfigError(f"at most 64 feeds per source, got {len(feeds)}")
     clean = []
@@ -286,6 +338,9 @@ def make_config(
         iface_addr=iface_addr,
         pd_flags=pdf,
         batch=int(batch),
+        macs=mac_bytes,
+        multicast_all=bool(multicast_all),
+        datapath=check_datapath(datapath),
     )
 
 
@@ -318,7 +373,12 @@ class EfviSource(NativeFrameSource):
             (_EFVI_EVENT_MERGE if config.event_merge else 0)
             | (0 if config.join else _EFVI_NO_JOIN)
             | (0 if config.sw_filter else _EFVI_NO_SW_FILTER)
+            | (_EFVI_MULTICAST_ALL if config.multicast_all else 0)
+            | DATAPATHS[config.datapath]
         )
+        c_macs = ffi.new("uint8_t[]", b"".join(config.macs) or b"\0")
+        cfg.n_macs = len(config.macs)
+        cfg.macs = c_macs
         cfg.pd_flags = config.pd_flags
         cfg.rxq_size = config.rxq_size
         cfg.evq_size = config.evq_size
@@ -342,7 +402,7 @@ class EfviSource(NativeFrameSource):
         self._final_stats: SourceStats | None = None
         self._final_xstats: dict[str, Any] | None = None
         self._gen = 0
-        self._keepalive = (c_feeds, cfg)
+        self._keepalive = (c_feeds, c_macs, cfg)
 
     def _raise(self, rc: int, what: str) -> None:
         """Errors carry ef_vi hints."""
@@ -364,6 +424,7 @@ class EfviSource(NativeFrameSource):
                      "fill_level", "prefix_len", "n_bufs"):  # fmt: skip
             out[name] = int(getattr(x, name))
         out["rx_ref"] = bool(x.rx_ref)
+        out["express"] = bool(x.express)
         return out
 
     def _release(self) -> None:

@@ -27,6 +27,9 @@ adapter clock).  A TX error re-initialises the queue; frames that had no
 completion are counted in ``stats["failed"]`` (they may not have left).
 After a NIC reset every call raises :class:`SourceError` (ENETRESET).
 
+``datapath`` (``"auto"``, ``"express"``, ``"enterprise"``) picks the PD's
+datapath as for the receive side.
+
 Needs ``efsdk._native_efvi`` (built where the Onload headers and libciul
 are found: ``EFSDK_ONLOAD_PREFIX``) and the driver (``/dev/sfc_char``); the
 same hints as the receive side explain each failure.  Multicast sends need
@@ -43,7 +46,7 @@ from typing import Any, NamedTuple
 from efsdk.errors import ConfigError, NativeError
 from efsdk.resource import Resource
 from efsdk.sources import efvi as _efvi
-from efsdk.sources.efvi import NOT_BUILT, check_iface, efvi_error, pd_flag_bits, queue_size
+from efsdk.sources.efvi import DATAPATHS, NOT_BUILT, check_datapath, check_iface, efvi_error, pd_flag_bits, queue_size
 
 __all__ = ["CTPIO_SNF", "EfviSender", "EfviSenderConfig", "TxStamp", "make_sender_config", "open_efvi_sender"]
 
@@ -87,6 +90,7 @@ class EfviSenderConfig:
     evq_size: int = -1
     n_bufs: int = 0
     pd_flags: int = 0
+    datapath: str = "auto"
 
     def describe(self) -> str:
         mode = "ctpio" if self.ctpio else "dma"
@@ -103,6 +107,7 @@ def make_sender_config(
     evq_size: int = -1,
     n_bufs: int = 0,
     pd_flags: Sequence[str] = (),
+    datapath: str = "auto",
 ) -> EfviSenderConfig:
     """Validate the options of :func:`open_efvi_sender` (raises :class:`ConfigError`)."""
     check_iface(iface)
@@ -127,6 +132,7 @@ def make_sender_config(
         evq_size=queue_size(evq_size, "evq_size"),
         n_bufs=n_bufs,
         pd_flags=pd_flag_bits(pd_flags),
+        datapath=check_datapath(datapath),
     )
 
 
@@ -141,7 +147,9 @@ class EfviSender(Resource):
         self._describe = config.describe()
         cfg = ffi.new("efsdk_efvi_tx_config *")
         cfg.iface = config.iface.encode("ascii")
-        cfg.flags = (_TX_CTPIO if config.ctpio else 0) | (_TX_TIMESTAMPS if config.timestamps else 0)
+        cfg.flags = (
+            (_TX_CTPIO if config.ctpio else 0) | (_TX_TIMESTAMPS if config.timestamps else 0) | DATAPATHS[config.datapath]
+        )
         cfg.pd_flags = config.pd_flags
         cfg.txq_size = config.txq_size
         cfg.evq_size = config.evq_size
@@ -216,7 +224,7 @@ class EfviSender(Resource):
         fallback instead), completed, timestamps, busy (send attempts refused for want of a
         buffer or ring slot: a send() that succeeds after reaping counts one), too_big,
         tx_errors, failed, resets, in_flight, stamps_dropped (beyond :data:`MAX_HELD_STAMPS`
-        while nobody polled), and the mode chosen at open (ctpio_mode, ctpio_only, tx_timestamps)."""
+        while nobody polled), and the modes chosen at open (ctpio_mode, ctpio_only, tx_timestamps, express)."""
         if self._closed:
             return dict(self._final_stats)
         return self._read_stats()
@@ -227,7 +235,7 @@ class EfviSender(Resource):
             raise efvi_error(rc, None, f"stats of {self._describe}")
         x = self._stats_buf
         out: dict[str, Any] = {name: int(getattr(x, name)) for name in _STAT_FIELDS}
-        for name in ("ctpio_mode", "ctpio_only", "tx_timestamps"):
+        for name in ("ctpio_mode", "ctpio_only", "tx_timestamps", "express"):
             out[name] = bool(getattr(x, name))
         out["stamps_dropped"] = self._stamps_dropped
         return out

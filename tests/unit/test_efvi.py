@@ -100,7 +100,12 @@ def test_make_config_options():
     [
         ({"iface": "", "feeds": FEED}, "interface name"),
         ({"iface": "x" * 16, "feeds": FEED}, "interface name"),
-        ({"iface": "eth2", "feeds": []}, "at least one feed"),
+        ({"iface": "eth2", "feeds": []}, "needs a NIC filter"),
+        ({"iface": "eth2", "feeds": [], "macs": ["00:0f:53:01:02"]}, "a MAC filter is"),
+        ({"iface": "eth2", "feeds": [], "macs": ["00:0f:53:01:02:zz"]}, "a MAC filter is"),
+        ({"iface": "eth2", "feeds": [], "macs": ["00:0f:53:01:02:03"] * 2}, "distinct MAC"),
+        ({"iface": "eth2", "feeds": [], "macs": [f"00:0f:53:01:02:{i:02x}" for i in range(9)]}, "at most 8"),
+        ({"iface": "eth2", "feeds": FEED, "datapath": "fast"}, "datapath must be one of"),
         ({"iface": "eth2", "feeds": [("239.1.1.1", 0)]}, "port must be 1..65535"),
         ({"iface": "eth2", "feeds": [("239.1.1.1", 70000)]}, "port must be 1..65535"),
         ({"iface": "eth2", "feeds": [("0.0.0.0", 26400)]}, "NIC filters need one"),
@@ -256,3 +261,31 @@ def test_native_open_without_driver_is_a_clear_error():
         open_source("efvi", iface="eth0", feeds=FEED)
     assert ei.value.errno == errno.ENOENT
     assert "no Solarflare/AMD driver (/dev/sfc_char missing)" in str(ei.value)
+
+
+def test_make_config_mac_and_multicast_all_filters_and_datapath():
+    cfg = efvi.make_config("eth2", feeds=[], macs=["00:0F:53:01:02:03", "02-00-00-00-00-01"], multicast_all=True,
+                           datapath="enterprise")  # fmt: skip
+    assert cfg.macs == (bytes.fromhex("000f53010203"), bytes.fromhex("020000000001"))
+    assert cfg.multicast_all and cfg.datapath == "enterprise" and cfg.feeds == ()
+    assert cfg.describe() == "efvi eth2 [mac 00:0f:53:01:02:03, mac 02:00:00:00:00:01, multicast-all]"
+    assert efvi.make_config("eth2", feeds=FEED).datapath == "auto"  # express where the NIC offers it
+
+
+def test_express_refused_says_what_to_do():
+    msg = str(efvi.efvi_error(-errno.EOPNOTSUPP, efvi.STAGE_PD, "opening"))
+    assert "no express datapath" in msg and "enterprise" in msg
+
+
+def test_timestamp_sync_flags_are_frame_flags():
+    from efsdk import sources
+
+    assert (sources.FLAG_TS_CLOCK_SET, sources.FLAG_TS_IN_SYNC) == (0x10, 0x20)
+    assert not (sources.FLAG_TS_CLOCK_SET | sources.FLAG_TS_IN_SYNC) & (
+        sources.FLAG_TRUNCATED | sources.FLAG_VLAN | sources.FLAG_MULTICAST | sources.FLAG_RAW)  # fmt: skip
+
+
+@built
+def test_native_mac_and_multicast_all_filter_specs_build():
+    assert efvi._lib.efsdk_efvi_check_eth_filter(bytes.fromhex("000f53010203")) == 0
+    assert efvi._lib.efsdk_efvi_check_eth_filter(efvi._ffi.NULL) == 0  # multicast-all

@@ -30,6 +30,7 @@ def test_sender_config_defaults_and_options():
     assert (cfg.ctpio, cfg.timestamps, cfg.ctpio_threshold, cfg.txq_size, cfg.evq_size, cfg.n_bufs) == (
         False, True, 192, 2048, 4096, 256)  # fmt: skip
     assert cfg.pd_flags == efvi.PD_FLAGS["vf"] | efvi.PD_FLAGS["mcast_loop"]
+    assert cfg.datapath == "auto" and make_sender_config("eth2", datapath="express").datapath == "express"
     assert "dma, tx timestamps" in cfg.describe()
 
 
@@ -44,6 +45,7 @@ def test_sender_config_defaults_and_options():
         ({"iface": "eth2", "evq_size": 0}, "evq_size"),
         ({"iface": "eth2", "n_bufs": 8}, "n_bufs"),
         ({"iface": "eth2", "pd_flags": ["turbo"]}, "unknown pd_flags"),
+        ({"iface": "eth2", "datapath": "llct"}, "datapath must be one of"),
     ],
 )
 def test_sender_config_rejects(kwargs, match):
