@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -199,6 +199,27 @@ def check_efvi(root: str | os.PathLike[str]) -> Iterator[Check]:
         version = None
     yield Check("efvi.native", "ef_vi binding", "pass",
                 f"{NATIVE_EFVI} built" + (f" (libciul {version})" if version else ""))  # fmt: skip
+    if _p(root, "/dev/sfc_char").exists():
+        yield from _efvi_capabilities(i.name for i in interfaces(root) if i.driver in SFC_DRIVERS)
+
+
+def _efvi_capabilities(names: Iterable[str]) -> Iterator[Check]:
+    """Per sfc interface, what its NIC offers ef_vi (express datapath, CTPIO, X3 model, timestamps)."""
+    from efsdk.sources import efvi  # noqa: PLC0415 - only with the binding built
+
+    for name in names:
+        try:
+            caps = efvi.capabilities(name)
+        except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
+            yield Check(f"efvi.caps.{name}", f"ef_vi on {name}", "warn", f"capabilities unreadable: {exc}",
+                        "check the driver (`onload_tool reload`) and the interface")  # fmt: skip
+            continue
+        have = [label for key, label in (("hw_rx_timestamping", "hw rx timestamps"), ("hw_tx_timestamping",
+                "hw tx timestamps"), ("ctpio", "CTPIO"), ("ctpio_only", "CTPIO only"), ("rx_ref", "X3 rx_ref"),
+                ("rx_poll", "rx_poll")) if caps.get(key)]  # fmt: skip
+        if (caps.get("extra_datapaths") or 0) & 1:
+            have.append("express datapath")
+        yield Check(f"efvi.caps.{name}", f"ef_vi on {name}", "pass", ", ".join(have) or "basic receive/transmit")
 
 
 def check_afxdp(root: str | os.PathLike[str]) -> Iterator[Check]:

@@ -780,6 +780,25 @@ int efsdk_efvi_check_eth_filter(const uint8_t *mac)
     return mac ? ef_filter_spec_set_eth_local(&fs, EF_FILTER_VLAN_ID_ANY, mac) : ef_filter_spec_set_multicast_all(&fs);
 }
 
+/*
+ * One capability of iface (EF_VI_CAP_*): 0 and *value, or -errno: -ENOENT
+ * without the driver, -ENODEV for no such interface, -EOPNOTSUPP when the
+ * NIC does not have it (ef_vi_capabilities_get's own answers).
+ */
+int efsdk_efvi_capability(const char *iface, int cap, unsigned long *value)
+{
+    if (!iface || !value)
+        return -EINVAL;
+    int ifindex = (int)if_nametoindex(iface);
+    ef_driver_handle dh;
+    int rc = ef_driver_open(&dh);
+    if (rc < 0)
+        return rc;
+    rc = ifindex > 0 ? ef_vi_capabilities_get(dh, ifindex, (enum ef_vi_capability)cap, value) : -ENODEV;
+    (void)ef_driver_close(dh);
+    return rc;
+}
+
 const char *efsdk_efvi_libciul_version(void) { return ef_vi_version_str(); }
 
 int efsdk_efvi_version(void) { return EFSDK_EFVI_VERSION * 1000 + EFSDK_SOURCES_VERSION; }

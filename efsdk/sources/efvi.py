@@ -72,6 +72,7 @@ __all__ = [
     "PD_FLAGS",
     "EfviConfig",
     "EfviSource",
+    "capabilities",
     "efvi_available",
     "efvi_error",
     "make_config",
@@ -131,6 +132,7 @@ _HINTS: dict[tuple[int | None, int], str] = {
     (None, errno.ENETRESET): "the NIC was reset and the VI is gone: close and reopen the source",
     (None, errno.EMSGSIZE): "a frame must fit one 2 KiB transmit buffer (at most 1984 bytes)",
     (None, errno.EINVAL): "invalid parameter",
+    (None, errno.ENODEV): "no such interface, or not a Solarflare/AMD one",
 }
 
 #: ``pd_flags`` names -> EF_PD_* (ef_vi pd.h; checked against the build at import).
@@ -184,6 +186,38 @@ def efvi_available() -> bool:
 def libciul_version() -> str | None:
     """``ef_vi_version_str()`` of the libciul linked in, or None when not built."""
     return None if _lib is None else _ffi.string(_lib.efsdk_efvi_libciul_version()).decode()
+
+
+#: What :func:`capabilities` reports, by name (EF_VI_CAP_* in capabilities.h).
+CAPABILITY_NAMES = (
+    "hw_rx_timestamping", "hw_tx_timestamping", "ctpio", "ctpio_only", "rx_ref", "rx_poll", "rx_merge",
+    "rx_force_event_merging", "extra_datapaths", "min_buffer_mode_size", "hw_multicast_loopback",
+    "rx_filter_type_udp_local", "rx_fw_variant", "tx_fw_variant",
+)  # fmt: skip
+
+
+def capabilities(iface: str) -> dict[str, int | None]:
+    """The ef_vi capabilities of ``iface`` (``ef_vi_capabilities_get``), ``None`` where the NIC lacks one.
+
+    E.g. ``ctpio``, ``rx_ref`` (the X3 receive model), ``extra_datapaths``
+    (bit 0: express).  Raises :class:`SourceError` without the driver (ENOENT,
+    with what to do) or for an interface it does not know (ENODEV).
+    """
+    check_iface(iface)
+    if _lib is None:
+        raise NativeError(f"{NOT_BUILT} [{_IMPORT_ERROR}]")
+    value = _ffi.new("unsigned long *")
+    out: dict[str, int | None] = {}
+    for name in CAPABILITY_NAMES:
+        rc = _lib.efsdk_efvi_capability(iface.encode("ascii"), getattr(_lib, f"EF_VI_CAP_{name.upper()}"), value)
+        if rc in (-errno.EOPNOTSUPP, -errno.ENOSYS):
+            out[name] = None
+        elif rc < 0:
+            raise efvi_error(rc, STAGE_DRIVER if rc in (-errno.ENOENT, -errno.EACCES) else None,
+                             f"reading the capabilities of {iface}")  # fmt: skip
+        else:
+            out[name] = int(value[0])
+    return out
 
 
 def probe_driver() -> int:

@@ -107,6 +107,13 @@ def test_doctor_fake_root_reports_present(tmp_path, monkeypatch):
     assert irq.status == "warn" and "[121]" in irq.detail  # IRQ 121 lands on isolated CPU 3
     assert c("net.rp_filter.eth2").status == "warn" and "effective 1" in c("net.rp_filter.eth2").detail
     assert not any(ch.id.endswith(".lo") for ch in report.checks)
+    caps = [ch for ch in report.checks if ch.id.startswith("efvi.caps.")]
+    if c("efvi.native").status == "pass" and not Path("/dev/sfc_char").exists():
+        # the binding asks the real driver about the fake root's sfc NIC: absent here, reported, no crash
+        assert [ch.id for ch in caps] == ["efvi.caps.eth2"]
+        assert caps[0].status == "warn" and "no Solarflare/AMD driver" in caps[0].detail
+    elif c("efvi.native").status != "pass":
+        assert caps == []  # no binding: no capability lookups
     json.dumps(report.as_dict())
 
 

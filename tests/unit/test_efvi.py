@@ -289,3 +289,24 @@ def test_timestamp_sync_flags_are_frame_flags():
 def test_native_mac_and_multicast_all_filter_specs_build():
     assert efvi._lib.efsdk_efvi_check_eth_filter(bytes.fromhex("000f53010203")) == 0
     assert efvi._lib.efsdk_efvi_check_eth_filter(efvi._ffi.NULL) == 0  # multicast-all
+
+
+@not_built
+def test_capabilities_without_module():
+    with pytest.raises(NativeError, match="EFSDK_ONLOAD_PREFIX"):
+        efvi.capabilities("eth2")
+
+
+@built
+@pytest.mark.skipif(os.path.exists("/dev/sfc_char"), reason="a driver is loaded: this checks the no-driver path")
+def test_capabilities_without_driver_say_what_to_do():
+    with pytest.raises(SourceError) as ei:
+        efvi.capabilities("eth0")
+    assert ei.value.errno == errno.ENOENT and "no Solarflare/AMD driver" in str(ei.value)
+    for name in efvi.CAPABILITY_NAMES:  # every name is an EF_VI_CAP_* the build knows
+        assert isinstance(getattr(efvi._lib, f"EF_VI_CAP_{name.upper()}"), int)
+
+
+def test_capabilities_check_the_interface_name_first():
+    with pytest.raises(ConfigError, match="interface name"):
+        efvi.capabilities("")
