@@ -299,13 +299,15 @@ def run_publish(args: argparse.Namespace) -> int:
 
     from efsdk import bench_publish
     from efsdk.cli._format import write_json
+    from efsdk.publish.encoding import DEPTH_WINDOW_MAX
 
     try:
         depths = [int(d) for d in args.depths.split(",") if d.strip()]
     except ValueError:
         raise ConfigError(f"--depths must be comma-separated integers, not {args.depths!r}") from None
-    if not depths or any(not 0 <= d <= 255 for d in depths) or len(set(depths)) != len(depths) or args.rounds < 1:
-        raise ConfigError("--depths must name distinct values 0..255 (0: every level) and --rounds must be >= 1")
+    top = DEPTH_WINDOW_MAX
+    if not depths or any(not 0 <= d <= top for d in depths) or len(set(depths)) != len(depths) or args.rounds < 1:
+        raise ConfigError(f"--depths must name distinct values 0..{top} (0: every level) and --rounds must be >= 1")
     console, err = _consoles()
     with err.status("session (generated on first use)...") as status:
         sess = bench.session(args.symbols, args.messages, args.seed, args.cache_dir)

@@ -133,6 +133,7 @@ __all__ = [
     "DEFAULT_SNDHWM",
     "REPLY_SNDHWM",
     "BookPublisher",
+    "StreamEndpoints",
     "PublisherConfig",
     "PublisherStats",
     "default_snapshot_endpoint",
@@ -161,14 +162,13 @@ REQUESTS_PER_SERVICE = 4
 SNAPSHOTS_PER_SERVICE = 4
 #: Symbols one request may name (duplicates count once).
 MAX_REQUEST_SYMBOLS = 256
-#: Largest depth window (``PublisherConfig.depth``): it travels in a snapshot's flags' high byte.
-MAX_DEPTH_WINDOW = DEPTH_WINDOW_MAX
 
 _P, _Q = ord("P"), ord("Q")
 # Plain ints: or-ing pyzmq's flag enums costs ~1 us a message.
 _MORE_NOBLOCK = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
 _NOBLOCK = int(zmq.NOBLOCK)
 _NO_LEVELS: dict[int, tuple[int, int]] = {}
+_GONE = (0, 0)  # a level's (shares, orders) in a DELTA that removes it
 
 
 
@@ -201,22 +201,13 @@ def default_snapshot_endpoint(endpoint: str) -> str:
     return f"tcp://{host}:{int(port) + 1}"
 
 
-class PublisherConfig(BaseModel):
-    """What a :class:`BookPublisher` binds and publishes; validated once."""
+class StreamEndpoints(BaseModel):
+    """The stream's endpoint and its snapshot server's: what both ends of a fan-out name, validated once."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    endpoint: str  # stream (PUB): tcp://127.0.0.1:5556, ipc:///tmp/efsdk.pub, port 0 for any
+    endpoint: str  # stream (PUB): tcp://127.0.0.1:5556, ipc:///tmp/efsdk.pub; a publisher may bind port 0 (any)
     snapshot_endpoint: str | None = None  # ROUTER; default: default_snapshot_endpoint(endpoint)
-    symbols: tuple[str, ...] | None = None  # publish only these books (default: every named book)
-    snapshot_interval_s: float = Field(5.0, ge=0)  # periodic stream snapshots; 0: never
-    bbo: bool = True  # publish BBO messages
-    trades: bool = True  # publish TRADE messages
-    bbo_conflation_s: float = Field(0.0, ge=0)  # >0: at most one BBO per topic per interval, the latest
-    publish_interval_s: float = Field(0.0, ge=0)  # >0: conflate batches, publish at most this often (latency for cost)
-    depth: int = Field(0, ge=0, le=MAX_DEPTH_WINDOW)  # 0: every level; N: only the top N levels per side (a window)
-    sndhwm: int = Field(DEFAULT_SNDHWM, ge=1)
-    sndbuf: int = Field(0, ge=0)  # kernel send buffer per connection, bytes; 0: the OS default (autotuned)
 
     @field_validator("endpoint")
     @classmethod
@@ -227,6 +218,21 @@ class PublisherConfig(BaseModel):
     @classmethod
     def _check_snapshot_endpoint(cls, v: str | None) -> str | None:
         return None if v is None else validate_endpoint(v, "snapshot_endpoint")
+
+
+class PublisherConfig(StreamEndpoints):
+    """What a :class:`BookPublisher` binds and publishes; validated once."""
+
+    symbols: tuple[str, ...] | None = None  # publish only these books (default: every named book)
+    snapshot_interval_s: float = Field(5.0, ge=0)  # periodic stream snapshots; 0: never
+    bbo: bool = True  # publish BBO messages
+    trades: bool = True  # publish TRADE messages
+    bbo_conflation_s: float = Field(0.0, ge=0)  # >0: at most one BBO per topic per interval, the latest
+    publish_interval_s: float = Field(0.0, ge=0)  # >0: conflate batches, publish at most this often (latency for cost)
+    # 0: every level; N: only the top N levels per side (a window; N travels in a snapshot's flags)
+    depth: int = Field(0, ge=0, le=DEPTH_WINDOW_MAX)
+    sndhwm: int = Field(DEFAULT_SNDHWM, ge=1)
+    sndbuf: int = Field(0, ge=0)  # kernel send buffer per connection, bytes; 0: the OS default (autotuned)
 
     @field_validator("symbols")
     @classmethod
@@ -457,7 +463,6 @@ class BookPublisher(Resource):
         want_bbo, want_trades = cfg.bbo, cfg.trades
         book_of = self._builder.book
         topic_of = self._topic_of
-        gone = (0, 0)
         for locate in locates:
             book = book_of(locate)
             if book is None:
@@ -470,9 +475,8 @@ class BookPublisher(Resource):
             asks = book.asks.top(n)
             if bids != old_bids or asks != old_asks:
                 st.window = (bids, asks)
-                self._send_delta(st, _window_delta(old_bids, bids, gone), _window_delta(old_asks, asks, gone), ts)
-                if want_bbo and (not bids or not old_bids or bids[0] != old_bids[0] or not asks or not old_asks
-                                 or asks[0] != old_asks[0]):  # fmt: skip
+                self._send_delta(st, _window_delta(old_bids, bids), _window_delta(old_asks, asks), ts)
+                if want_bbo:  # the window's first rows are the BBO
                     bbo = BBO(*(bids[0] if bids else (None, 0, 0)), *(asks[0] if asks else (None, 0, 0)))
                     if bbo != st.bbo:
                         self._publish_bbo(st, bbo, ts)
@@ -769,10 +773,10 @@ class BookPublisher(Resource):
         self._close_sockets()
 
 
-def _window_delta(old: list, new: list, gone: tuple[int, int]) -> dict[int, tuple[int, int]]:
+def _window_delta(old: list, new: list) -> dict[int, tuple[int, int]]:
     """What turns window ``old`` into ``new`` (rows ``(price, shares, orders)``): changed or
-    entering levels with their state, ``gone`` for prices that left."""
-    delta = {price: gone for price, _, _ in old}
+    entering levels with their state, ``(0, 0)`` for prices that left."""
+    delta = {price: _GONE for price, _, _ in old}
     for price, shares, orders in new:
         delta[price] = (shares, orders)
     for row in set(old).intersection(new):  # unchanged rows need not travel

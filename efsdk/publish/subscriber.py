@@ -32,7 +32,7 @@ from itertools import compress
 from typing import Any
 
 import zmq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from book.orderbook import BBO, Depth, LevelView
 from efsdk.errors import ConfigError, ProtocolError
@@ -57,7 +57,7 @@ from efsdk.publish.encoding import (
     symbol_of_topic,
     topic_for,
 )
-from efsdk.publish.publisher import default_snapshot_endpoint, validate_endpoint
+from efsdk.publish.publisher import StreamEndpoints, default_snapshot_endpoint
 from efsdk.resource import Resource
 
 __all__ = ["DEFAULT_RCVHWM", "BookSubscriber", "L2Book", "SubscriberConfig", "SubscriberStats"]
@@ -79,27 +79,13 @@ POLL_BATCH = 10_000
 _is_zero = operator.not_
 
 
-class SubscriberConfig(BaseModel):
+class SubscriberConfig(StreamEndpoints):
     """Where a :class:`BookSubscriber` connects and what it asks for; validated once."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    endpoint: str
     symbols: tuple[str, ...] = Field(min_length=1)
-    snapshot_endpoint: str | None = None  # default: default_snapshot_endpoint(endpoint)
     rcvhwm: int = Field(DEFAULT_RCVHWM, ge=1)
     rcvbuf: int = Field(0, ge=0)  # kernel receive buffer, bytes; 0: the OS default
     request_timeout_s: float = Field(DEFAULT_REQUEST_TIMEOUT_S, gt=0)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _check_endpoint(cls, v: str) -> str:
-        return validate_endpoint(v, "endpoint")
-
-    @field_validator("snapshot_endpoint")
-    @classmethod
-    def _check_snapshot_endpoint(cls, v: str | None) -> str | None:
-        return None if v is None else validate_endpoint(v, "snapshot_endpoint")
 
     @field_validator("symbols")
     @classmethod
