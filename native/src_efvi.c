@@ -781,22 +781,30 @@ int efsdk_efvi_check_eth_filter(const uint8_t *mac)
 }
 
 /*
- * One capability of iface (EF_VI_CAP_*): 0 and *value, or -errno: -ENOENT
- * without the driver, -ENODEV for no such interface, -EOPNOTSUPP when the
- * NIC does not have it (ef_vi_capabilities_get's own answers).
+ * n capabilities of iface (EF_VI_CAP_* in caps[]), through one driver handle:
+ * values[i] and rcs[i] (0, or ef_vi_capabilities_get's -errno, e.g.
+ * -EOPNOTSUPP when the NIC lacks it).  Returns 0, or -errno when nothing
+ * could be asked: -ENOENT without the driver, -ENODEV for no such interface.
  */
-int efsdk_efvi_capability(const char *iface, int cap, unsigned long *value)
+int efsdk_efvi_capabilities(const char *iface, const int *caps, uint32_t n, unsigned long *values, int *rcs)
 {
-    if (!iface || !value)
+    if (!iface || (n && (!caps || !values || !rcs)))
         return -EINVAL;
     int ifindex = (int)if_nametoindex(iface);
     ef_driver_handle dh;
     int rc = ef_driver_open(&dh);
     if (rc < 0)
         return rc;
-    rc = ifindex > 0 ? ef_vi_capabilities_get(dh, ifindex, (enum ef_vi_capability)cap, value) : -ENODEV;
+    if (ifindex <= 0) {
+        (void)ef_driver_close(dh);
+        return -ENODEV;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        values[i] = 0;
+        rcs[i] = ef_vi_capabilities_get(dh, ifindex, (enum ef_vi_capability)caps[i], &values[i]);
+    }
     (void)ef_driver_close(dh);
-    return rc;
+    return 0;
 }
 
 const char *efsdk_efvi_libciul_version(void) { return ef_vi_version_str(); }

@@ -206,17 +206,21 @@ def capabilities(iface: str) -> dict[str, int | None]:
     check_iface(iface)
     if _lib is None:
         raise NativeError(f"{NOT_BUILT} [{_IMPORT_ERROR}]")
-    value = _ffi.new("unsigned long *")
+    n = len(CAPABILITY_NAMES)
+    caps = _ffi.new("int[]", [getattr(_lib, f"EF_VI_CAP_{name.upper()}") for name in CAPABILITY_NAMES])
+    values, rcs = _ffi.new("unsigned long[]", n), _ffi.new("int[]", n)
+    rc = _lib.efsdk_efvi_capabilities(iface.encode("ascii"), caps, n, values, rcs)
+    if rc < 0:
+        raise efvi_error(rc, STAGE_DRIVER if rc in (-errno.ENOENT, -errno.EACCES) else None,
+                         f"reading the capabilities of {iface}")  # fmt: skip
     out: dict[str, int | None] = {}
-    for name in CAPABILITY_NAMES:
-        rc = _lib.efsdk_efvi_capability(iface.encode("ascii"), getattr(_lib, f"EF_VI_CAP_{name.upper()}"), value)
-        if rc in (-errno.EOPNOTSUPP, -errno.ENOSYS):
+    for i, name in enumerate(CAPABILITY_NAMES):
+        if rcs[i] in (-errno.EOPNOTSUPP, -errno.ENOSYS):
             out[name] = None
-        elif rc < 0:
-            raise efvi_error(rc, STAGE_DRIVER if rc in (-errno.ENOENT, -errno.EACCES) else None,
-                             f"reading the capabilities of {iface}")  # fmt: skip
+        elif rcs[i] < 0:
+            raise efvi_error(rcs[i], None, f"reading capability {name} of {iface}")
         else:
-            out[name] = int(value[0])
+            out[name] = int(values[i])
     return out
 
 
