@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "frame_source.h"
+
 #define EFSDK_ETH_HLEN 14
 #define EFSDK_ETHERTYPE_IPV4 0x0800
 #define EFSDK_ETHERTYPE_VLAN 0x8100 /* 802.1Q */
@@ -95,6 +97,31 @@ static inline int efsdk_parse_udp(const uint8_t *frame, uint32_t caplen, uint32_
     }
     v->payload_len = v->udp_len;
     return EFSDK_PARSE_OK;
+}
+
+/*
+ * Count a parse result in a source's stats (non_udp, fragments, truncated,
+ * malformed); 1 when the frame is delivered: parsed, or truncated with its
+ * payload located and the caller keeping truncated datagrams.
+ */
+static inline int efsdk_count_parse(int rc, const efsdk_udp_view *v, efsdk_source_stats *st, int keep_truncated)
+{
+    switch (rc) {
+    case EFSDK_PARSE_OK:
+        return 1;
+    case EFSDK_PARSE_NON_UDP:
+        st->non_udp++;
+        return 0;
+    case EFSDK_PARSE_FRAGMENT:
+        st->fragments++;
+        return 0;
+    case EFSDK_PARSE_TRUNCATED:
+        st->truncated++;
+        return keep_truncated && v->payload_off != 0;
+    default:
+        st->malformed++;
+        return 0;
+    }
 }
 
 #endif /* EFSDK_NETPARSE_H */

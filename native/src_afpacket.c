@@ -92,24 +92,8 @@ static inline int afp_frame(afp_source *a, const uint8_t *frame, uint32_t snaple
     int tagged = v.vlan || (status & TP_STATUS_VLAN_VALID);
     if (tagged)
         st->vlan++;
-    switch (rc) {
-    case EFSDK_PARSE_OK:
-        break;
-    case EFSDK_PARSE_NON_UDP:
-        st->non_udp++;
+    if (!efsdk_count_parse(rc, &v, st, a->flags & EFSDK_CFG_KEEP_TRUNCATED))
         return 0;
-    case EFSDK_PARSE_FRAGMENT:
-        st->fragments++;
-        return 0;
-    case EFSDK_PARSE_TRUNCATED:
-        st->truncated++;
-        if (!(a->flags & EFSDK_CFG_KEEP_TRUNCATED) || v.payload_off == 0)
-            return 0;
-        break;
-    default:
-        st->malformed++;
-        return 0;
-    }
     if (!feed_match(a, v.dst_addr, v.dst_port)) {
         st->filtered++;
         return 0;

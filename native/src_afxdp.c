@@ -531,24 +531,8 @@ static inline int xdp_frame(xdp_source *x, uint8_t *frame, uint32_t len, uint64_
     int rc = efsdk_parse_udp(frame, len, wire_len, &v);
     if (v.vlan)
         st->vlan++;
-    switch (rc) {
-    case EFSDK_PARSE_OK:
-        break;
-    case EFSDK_PARSE_NON_UDP:
-        st->non_udp++;
+    if (!efsdk_count_parse(rc, &v, st, x->flags & EFSDK_CFG_KEEP_TRUNCATED))
         return 0;
-    case EFSDK_PARSE_FRAGMENT:
-        st->fragments++;
-        return 0;
-    case EFSDK_PARSE_TRUNCATED:
-        st->truncated++;
-        if (!(x->flags & EFSDK_CFG_KEEP_TRUNCATED) || v.payload_off == 0)
-            return 0;
-        break;
-    default:
-        st->malformed++;
-        return 0;
-    }
     /* No second feed check: the program matched (address, port) on these very bytes. */
     f->frame = frame;
     f->frame_len = len;
