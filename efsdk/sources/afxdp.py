@@ -160,25 +160,19 @@ def afxdp_error(rc: int, stage: int | None, what: str, detail: str = "") -> Sour
 
 # --------------------------------------------------------------------------- the native module
 
-try:
-    from efsdk._native_afxdp import ffi as _ffi
-    from efsdk._native_afxdp import lib as _lib
-except ImportError as _exc:
-    _ffi = _lib = None
-    _IMPORT_ERROR: ImportError | None = _exc
-else:
-    _IMPORT_ERROR = None
-    if _lib.efsdk_afxdp_version() != EXPECTED_AFXDP_VERSION or _ffi.sizeof("efsdk_frame") != _base._FRAME_SIZE:
-        raise NativeError(
-            f"{NATIVE_AFXDP} is stale (version {_lib.efsdk_afxdp_version()}, expected {EXPECTED_AFXDP_VERSION}): "
-            "rebuild it (python native/build_afxdp.py, or pip install .)"
-        )
-    if (_lib.EFSDK_AFXDP_STAGE_SOCKET, _lib.EFSDK_AFXDP_STAGE_JOIN, _lib.EFSDK_AFXDP_BIND_ZEROCOPY,
-            _lib.EFSDK_AFXDP_XDP_SKB, _lib.EFSDK_AFXDP_N_COUNTERS, _lib.EFSDK_AFXDP_CNT_NO_SOCKET,
-            _lib.EFSDK_POLL_RELEASE, _lib.EFSDK_CFG_KEEP_TRUNCATED) != (
-            STAGE_SOCKET, STAGE_JOIN, _BIND_MODES["zerocopy"], _XDP_MODES["skb"], len(PROG_COUNTERS),
-            PROG_COUNTERS.index("no_socket"), POLL_RELEASE, CFG_KEEP_TRUNCATED):  # fmt: skip
-        raise NativeError(f"{NATIVE_AFXDP} is stale: its constants differ; rebuild it")
+_ffi, _lib, _IMPORT_ERROR = _base.load_optional_module(
+    NATIVE_AFXDP, "efsdk_afxdp_version", EXPECTED_AFXDP_VERSION, "python native/build_afxdp.py, or pip install .",
+    {
+        "EFSDK_AFXDP_STAGE_SOCKET": STAGE_SOCKET,
+        "EFSDK_AFXDP_STAGE_JOIN": STAGE_JOIN,
+        "EFSDK_AFXDP_BIND_ZEROCOPY": _BIND_MODES["zerocopy"],
+        "EFSDK_AFXDP_XDP_SKB": _XDP_MODES["skb"],
+        "EFSDK_AFXDP_N_COUNTERS": len(PROG_COUNTERS),
+        "EFSDK_AFXDP_CNT_NO_SOCKET": PROG_COUNTERS.index("no_socket"),
+        "EFSDK_POLL_RELEASE": POLL_RELEASE,
+        "EFSDK_CFG_KEEP_TRUNCATED": CFG_KEEP_TRUNCATED,
+    },
+)
 
 
 def afxdp_available() -> bool:

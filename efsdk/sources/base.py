@@ -23,6 +23,7 @@ not be touched afterwards: copy (``bytes(view)``) what you keep.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -90,6 +91,36 @@ _HINTS = {
     errno.ENETDOWN: "the interface went down",
     errno.EBADF: "the source is closed",
 }
+
+
+def load_optional_module(name: str, version_fn: str, expected: int, rebuild: str,
+                         constants: dict[str, int]) -> tuple[Any, Any, ImportError | None]:  # fmt: skip
+    """``(ffi, lib, None)`` of an optional backend module, or ``(None, None, the ImportError)``
+    when it was not built.
+
+    A build that does not match this Python code (its ``version_fn()`` differs
+    from ``expected``, its frame struct has another size, or one of
+    ``constants`` -- C name -> the value the Python side uses -- differs)
+    raises :class:`NativeError` saying how to ``rebuild`` it, instead of
+    misreading memory later.
+    """
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        return None, None, exc
+    ffi, lib = module.ffi, module.lib
+    version = getattr(lib, version_fn)()
+    if version != expected or ffi.sizeof("efsdk_frame") != _FRAME_SIZE:
+        raise NativeError(f"{name} is stale (version {version}, expected {expected}): rebuild it ({rebuild})")
+    check_constants(lib, name, constants, rebuild)
+    return ffi, lib, None
+
+
+def check_constants(lib: Any, name: str, constants: dict[str, int], rebuild: str = "pip install .") -> None:
+    """Raise :class:`NativeError` when a C constant of ``lib`` differs from the value Python uses."""
+    wrong = {c: getattr(lib, c) for c, v in constants.items() if getattr(lib, c) != v}
+    if wrong:
+        raise NativeError(f"{name} is stale: its constants {wrong} differ from this efsdk; rebuild it ({rebuild})")
 
 
 def stage_error(

@@ -155,27 +155,25 @@ def efvi_error(rc: int, stage: int | None, what: str) -> SourceError:
 
 # --------------------------------------------------------------------------- the native module
 
-try:
-    from efsdk._native_efvi import ffi as _ffi
-    from efsdk._native_efvi import lib as _lib
-except ImportError as _exc:
-    _ffi = _lib = None
-    _IMPORT_ERROR: ImportError | None = _exc
-else:
-    _IMPORT_ERROR = None
-    if _lib.efsdk_efvi_version() != EXPECTED_EFVI_VERSION or _ffi.sizeof("efsdk_frame") != _base._FRAME_SIZE:
-        raise NativeError(
-            f"{NATIVE_EFVI} is stale (version {_lib.efsdk_efvi_version()}, expected {EXPECTED_EFVI_VERSION}): "
-            "rebuild it (EFSDK_ONLOAD_PREFIX=<prefix> python native/build_efvi.py, or pip install .)"
-        )
-    if (_lib.EFSDK_EFVI_STAGE_DRIVER, _lib.EFSDK_EFVI_STAGE_FILTER, _lib.EFSDK_EFVI_EVENT_MERGE,
-            _lib.EF_PD_VF, _lib.EF_PD_PHYS_MODE, _lib.EF_PD_MCAST_LOOP, _lib.EFSDK_POLL_RELEASE,
-            _lib.EFSDK_EFVI_MULTICAST_ALL, _lib.EFSDK_EFVI_DATAPATH_ENTERPRISE, _lib.EFSDK_EFVI_DATAPATH_EXPRESS,
-            _lib.EFVI_MAX_MACS, _lib.EFSDK_FRAME_TS_CLOCK_SET, _lib.EFSDK_FRAME_TS_IN_SYNC) != (
-            STAGE_DRIVER, STAGE_FILTER, _EFVI_EVENT_MERGE, PD_FLAGS["vf"], PD_FLAGS["phys"],
-            PD_FLAGS["mcast_loop"], POLL_RELEASE, _EFVI_MULTICAST_ALL, DATAPATHS["enterprise"],
-            DATAPATHS["express"], MAX_MACS, FLAG_TS_CLOCK_SET, FLAG_TS_IN_SYNC):  # fmt: skip
-        raise NativeError(f"{NATIVE_EFVI} is stale: its constants differ; rebuild it")
+_ffi, _lib, _IMPORT_ERROR = _base.load_optional_module(
+    NATIVE_EFVI, "efsdk_efvi_version", EXPECTED_EFVI_VERSION,
+    "EFSDK_ONLOAD_PREFIX=<prefix> python native/build_efvi.py, or pip install .",
+    {
+        "EFSDK_EFVI_STAGE_DRIVER": STAGE_DRIVER,
+        "EFSDK_EFVI_STAGE_FILTER": STAGE_FILTER,
+        "EFSDK_EFVI_EVENT_MERGE": _EFVI_EVENT_MERGE,
+        "EFSDK_EFVI_MULTICAST_ALL": _EFVI_MULTICAST_ALL,
+        "EFSDK_EFVI_DATAPATH_ENTERPRISE": DATAPATHS["enterprise"],
+        "EFSDK_EFVI_DATAPATH_EXPRESS": DATAPATHS["express"],
+        "EFVI_MAX_MACS": MAX_MACS,
+        "EF_PD_VF": PD_FLAGS["vf"],
+        "EF_PD_PHYS_MODE": PD_FLAGS["phys"],
+        "EF_PD_MCAST_LOOP": PD_FLAGS["mcast_loop"],
+        "EFSDK_POLL_RELEASE": POLL_RELEASE,
+        "EFSDK_FRAME_TS_CLOCK_SET": FLAG_TS_CLOCK_SET,
+        "EFSDK_FRAME_TS_IN_SYNC": FLAG_TS_IN_SYNC,
+    },
+)
 
 
 def efvi_available() -> bool:

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 from efsdk.errors import ConfigError, NativeError
 from efsdk.resource import Resource
 from efsdk.sources import efvi as _efvi
+from efsdk.sources.base import check_constants
 from efsdk.sources.efvi import DATAPATHS, NOT_BUILT, check_datapath, check_iface, efvi_error, pd_flag_bits, queue_size
 
 __all__ = ["CTPIO_SNF", "EfviSender", "EfviSenderConfig", "TxStamp", "make_sender_config", "open_efvi_sender"]
@@ -62,11 +63,13 @@ _STAT_FIELDS = ("sent", "bytes", "ctpio", "completed", "timestamps", "busy", "to
                 "resets", "unknown_events", "in_flight", "n_bufs")  # fmt: skip
 
 if _efvi._lib is not None:
-    _l = _efvi._lib
-    if (_l.EFSDK_EFVI_TX_CTPIO, _l.EFSDK_EFVI_TX_TIMESTAMPS, _l.EF_VI_CTPIO_CT_THRESHOLD_SNF,
-            _l.EF_VI_SYNC_FLAG_CLOCK_SET, _l.EF_VI_SYNC_FLAG_CLOCK_IN_SYNC) != (
-            _TX_CTPIO, _TX_TIMESTAMPS, CTPIO_SNF, _SYNC_CLOCK_SET, _SYNC_IN_SYNC):  # fmt: skip
-        raise NativeError(f"{_efvi.NATIVE_EFVI} is stale: its transmit constants differ; rebuild it")
+    check_constants(_efvi._lib, _efvi.NATIVE_EFVI, {
+        "EFSDK_EFVI_TX_CTPIO": _TX_CTPIO,
+        "EFSDK_EFVI_TX_TIMESTAMPS": _TX_TIMESTAMPS,
+        "EF_VI_CTPIO_CT_THRESHOLD_SNF": CTPIO_SNF,
+        "EF_VI_SYNC_FLAG_CLOCK_SET": _SYNC_CLOCK_SET,
+        "EF_VI_SYNC_FLAG_CLOCK_IN_SYNC": _SYNC_IN_SYNC,
+    })  # fmt: skip
 
 
 class TxStamp(NamedTuple):
