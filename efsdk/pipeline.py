@@ -137,6 +137,12 @@ class FeedHandler:
         #: Called after each applied batch with ``(ops, chunk)`` (e.g. the
         #: ZeroMQ publisher); once per batch, never per message.
         self.batch_listeners: list[Callable[[memoryview, Any], None]] = []
+        #: Called with every span of ITCH bytes the handler consumes, in feed
+        #: order: whole length-prefixed messages, filtered ones and ones that
+        #: made no record included (a replay's truncated tail last).  The span
+        #: is valid only during the call.  This is how a publisher sidecar
+        #: (:class:`~efsdk.publish.sidecar.PublisherSidecar`) sees the feed.
+        self.input_listeners: list[Callable[[memoryview], None]] = []
         #: Called with the stock locate of each P/Q print (trades that leave
         #: resting orders alone, so no op record shows them).
         self.print_listeners: list[Callable[[int], None]] = []
@@ -150,10 +156,15 @@ class FeedHandler:
         end is left for the caller to complete.
         """
         decode = self.decoder.decode
+        inputs = self.input_listeners
         view = memoryview(buf)
         pos = 0
         while pos < len(view):
             ops, used = decode(view[pos:])
+            if inputs and used:
+                span = view[pos : pos + used]
+                for listener in inputs:
+                    listener(span)
             if ops:
                 self._apply(ops, view[pos:], base_offset + pos)
             pos += used
@@ -175,7 +186,8 @@ class FeedHandler:
         malformed frames are counted (see :attr:`anomalies`), never raised.
         """
         started = time.perf_counter()
-        with iter_op_batches(source, self.decoder, chunk_size) as batches:
+        on_input = self._input if self.input_listeners else None
+        with iter_op_batches(source, self.decoder, chunk_size, on_input) as batches:
             for ops, chunk, file_offset in batches:
                 self._apply(ops, chunk, file_offset)
                 if progress is not None:
@@ -201,6 +213,10 @@ class FeedHandler:
         return s
 
     # ------------------------------------------------------------------ internals
+    def _input(self, span: memoryview) -> None:
+        for listener in self.input_listeners:
+            listener(span)
+
     def _apply(self, ops: memoryview, chunk: Any, base: int) -> None:
         self._chunk = chunk
         self._base = base

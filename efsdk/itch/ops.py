@@ -19,7 +19,7 @@ from __future__ import annotations
 import array
 import errno
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import book.ops as book_ops
@@ -199,10 +199,12 @@ def iter_op_batches(
     source: str | os.PathLike[str] | BinaryIO,
     decoder: OpDecoder | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_input: Callable[[memoryview], None] | None = None,
 ) -> RecordBatchReader:
     """Read an ITCH BinaryFILE (plain or gzip) as ``(ops, chunk, chunk_file_offset)`` batches.
 
     Truncated tails, bad frames and unknown types are counted in the reader's
     ``stats`` (with absolute offsets) and appear as ``OP_ANOMALY`` records.
+    ``on_input`` sees every consumed byte (see :class:`RecordBatchReader`).
     """
-    return RecordBatchReader(source, decoder if decoder is not None else OpDecoder(), chunk_size)
+    return RecordBatchReader(source, decoder if decoder is not None else OpDecoder(), chunk_size, on_input)

@@ -47,7 +47,7 @@ import os
 import zlib
 import struct
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, BinaryIO
 
@@ -468,6 +468,10 @@ class RecordBatchReader:
     absolute file offset).  Both memoryviews are reused buffers, valid until
     the next iteration.  Use as a context manager or call :meth:`close`
     (idempotent) if you stop early; a file opened from a path is closed at EOF.
+
+    ``on_input(span)``, if given, sees every byte the reader consumes, in
+    order, as it is decoded: whole frames (filtered ones and ones that made no
+    record included), then a truncated tail's bytes (valid during the call).
     """
 
     def __init__(
@@ -475,11 +479,13 @@ class RecordBatchReader:
         source: str | os.PathLike[str] | BinaryIO,
         decoder: RecordDecoder | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        on_input: Callable[[memoryview], None] | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 byte, got {chunk_size}")
         self.decoder = decoder if decoder is not None else RecordDecoder()
         self.chunk_size = chunk_size
+        self._on_input = on_input
         if isinstance(source, str | bytes | os.PathLike):
             self._file: Any = open_binary(source)  # type: ignore[arg-type]
             self._owns_file = True
@@ -566,6 +572,7 @@ class RecordBatchReader:
         f = self._file
         readinto = getattr(f, "readinto", None)
         read = f.read
+        on_input = self._on_input
         # Room for one chunk after the largest possible carried partial frame,
         # so a frame always completes no matter how small the chunks are.
         buf = bytearray(chunk_size + _MAX_FRAME)
@@ -593,6 +600,8 @@ class RecordBatchReader:
             while True:
                 chunk = view[pos:end]
                 records, used = decode(chunk)
+                if on_input is not None and used:
+                    on_input(chunk[:used])
                 if records:
                     now = dec._anomaly_count()
                     if now != seen_anomalies:
@@ -612,6 +621,8 @@ class RecordBatchReader:
                 buf[0:carry] = buf[pos:end]
             base += pos
         if carry:
+            if on_input is not None:
+                on_input(view[:carry])
             self._truncated_tail(view[:carry], base)
             fs.batches += 1
             yield memoryview(dec.tail_record(view[:carry])), view[:carry], base

@@ -648,3 +648,30 @@ def test_the_full_feed_path_keeps_feed_time_per_batch_even_for_filtered_and_add_
     last = _add(3, 1, "B", 100, 10_000, "AAPL", ts=9_000)
     fh.process(last)  # adds only: no offset in their op records, the decoder read it anyway
     assert fh.clock == decode(last[2:]).timestamp == 9_000
+
+
+@pytest.mark.parametrize("capacity", [3, 65536])
+def test_input_listeners_see_every_consumed_byte_once_in_order(small_itch_session, tmp_path, capacity):
+    """What a publisher sidecar is fed: every byte, filtered messages and a truncated tail included."""
+    raw = small_itch_session.path.read_bytes()
+    cut = tmp_path / "cut.itch"
+    cut.write_bytes(raw[:-5])  # the last message broken off
+    one_thin = small_itch_session.thin[:1]  # most messages are filtered out before Python
+
+    replayed: list[bytes] = []
+    fh = FeedHandler(symbols=one_thin, capacity=capacity)
+    fh.input_listeners.append(lambda span: replayed.append(bytes(span)))
+    fh.replay(cut, chunk_size=4096)
+    assert b"".join(replayed) == raw[:-5]
+    assert fh.stats.anomalies_by_kind == {"truncated_tail": 1}
+
+    processed: list[bytes] = []
+    fh = FeedHandler(symbols=one_thin, capacity=capacity)
+    fh.input_listeners.append(lambda span: processed.append(bytes(span)))
+    view, pos = memoryview(raw), 0
+    while pos < len(raw):
+        used = fh.process(view[pos : pos + 1000])  # pieces that cut messages: the cut one waits
+        assert used
+        pos += used
+    assert b"".join(processed) == raw
+    assert len(processed) > len(raw) // 1000 // 2
