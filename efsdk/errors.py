@@ -31,5 +31,9 @@ class RiskRejected(OrderError):
         self.reason = reason
 
 
+class PublishError(EfsdkError, RuntimeError):
+    """The book fan-out cannot go on (a publisher sidecar died or stopped answering)."""
+
+
 class SessionError(EfsdkError, ConnectionError):
     """An order-entry or feed session failed (login rejected, connection lost beyond retries)."""

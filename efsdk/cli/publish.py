@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=int, default=0, metavar="N",
                    help="publish only the top N levels per side, a depth window (default 0: every level; "
                         "a window costs the feed far less at full rate)")  # fmt: skip
+    p.add_argument("--sidecar", action="store_true",
+                   help="publish from a sidecar process: this one only forwards the ITCH bytes, another core "
+                        "builds and publishes the books (see efsdk.publish.sidecar)")  # fmt: skip
     p.add_argument("--no-bbo", action="store_true", help="publish no BBO messages (subscribers derive it from depth)")
     p.add_argument("--no-trades", action="store_true", help="publish no TRADE messages")
     p.add_argument("--sndhwm", type=int, help="stream high-water mark, messages per subscriber (default 100000)")
@@ -101,6 +104,7 @@ def batches(day: bytes, per_batch: int) -> list[tuple[int, int, int]]:
 def run(args: argparse.Namespace) -> int:
     from efsdk.pipeline import FeedHandler  # noqa: PLC0415
     from efsdk.publish import BookPublisher, PublisherConfig  # noqa: PLC0415
+    from efsdk.publish.sidecar import PublisherSidecar  # noqa: PLC0415
 
     if args.rate < 0 or args.batch_messages < 0 or args.wait_requests < 0:
         raise ConfigError("--rate, --batch-messages and --wait-requests must be >= 0")
@@ -129,11 +133,12 @@ def run(args: argparse.Namespace) -> int:
     per_batch = args.batch_messages or (32 if args.rate else 0)
     signal.signal(signal.SIGTERM, _interrupt)
     feed = FeedHandler(symbols=symbols)
-    with BookPublisher(config) as publisher:
+    with (PublisherSidecar(config) if args.sidecar else BookPublisher(config)) as publisher:
         publisher.attach(feed)
         if args.endpoints_file:
             write_json(args.endpoints_file, {"endpoint": publisher.endpoint, "snapshot_endpoint": publisher.snapshot_endpoint})
-        err.print(f"publishing {origin} on {publisher.endpoint} (snapshots {publisher.snapshot_endpoint})")
+        where = " from a sidecar process" if args.sidecar else ""
+        err.print(f"publishing {origin} on {publisher.endpoint} (snapshots {publisher.snapshot_endpoint}){where}")
         interrupted = False
         started = time.perf_counter()
         try:
@@ -148,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - started
         stats = feed.refresh_stats()
         publisher.finish()
+        pub_stats = publisher.stats
         if args.dump_final:
             write_json(args.dump_final, publisher.expected_l2())
         summary = {
@@ -158,12 +164,15 @@ def run(args: argparse.Namespace) -> int:
             "messages": stats.messages,
             "seconds": elapsed,
             "messages_per_second": stats.messages / elapsed if elapsed else 0.0,
-            "publisher": publisher.stats.as_dict(),
+            "publisher": pub_stats.as_dict(),
         }
+        if args.sidecar:
+            summary["sidecar"] = publisher.sidecar_stats.as_dict()
+        cost = (f"sidecar done {publisher.sidecar_stats.finish_seconds:.2f} s after the feed" if args.sidecar
+                else f"publish cost {pub_stats.publish_seconds:.2f} s")  # fmt: skip
         err.print(
             f"replayed {stats.messages:,} messages in {elapsed:.2f} s ({rate(summary['messages_per_second'])}); "
-            f"published {publisher.stats.messages:,} messages ({publisher.stats.levels:,} level updates), "
-            f"publish cost {publisher.stats.publish_seconds:.2f} s"
+            f"published {pub_stats.messages:,} messages ({pub_stats.levels:,} level updates), {cost}"
         )
         if args.json:
             write_json(args.json, summary)

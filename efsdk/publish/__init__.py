@@ -1,7 +1,8 @@
 """ZeroMQ fan-out of book events: publisher, snapshot server, L2-rebuilding subscriber.
 
 Wire format: :mod:`efsdk.publish.encoding`.  Publisher (and why it needs no
-change to ``book/``): :mod:`efsdk.publish.publisher`.  Client:
+change to ``book/``): :mod:`efsdk.publish.publisher`; the same publisher in a
+child process, off the feed path: :mod:`efsdk.publish.sidecar`.  Client:
 :mod:`efsdk.publish.subscriber` (also exported as :mod:`efsdk.subscribe`).
 """
 
@@ -12,6 +13,7 @@ from efsdk.publish.publisher import (
     PublisherStats,
     default_snapshot_endpoint,
 )
+from efsdk.publish.sidecar import PublisherSidecar, SidecarStats
 from efsdk.publish.subscriber import DEFAULT_RCVHWM, BookSubscriber, L2Book, SubscriberConfig, SubscriberStats, subscribe
 
 __all__ = [
@@ -21,7 +23,9 @@ __all__ = [
     "BookSubscriber",
     "L2Book",
     "PublisherConfig",
+    "PublisherSidecar",
     "PublisherStats",
+    "SidecarStats",
     "SubscriberConfig",
     "SubscriberStats",
     "default_snapshot_endpoint",

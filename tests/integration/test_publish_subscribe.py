@@ -97,14 +97,22 @@ def _assert_equal_to_publisher(result: dict, final: dict, symbols: list[str]) ->
 
 
 @pytest.mark.parametrize(
-    ("transport", "window"), [("ipc", 0), ("tcp", 0), ("ipc", 5)], ids=["ipc", "tcp", "ipc-top5-window"]
+    ("transport", "window", "sidecar"),
+    [("ipc", 0, False), ("tcp", 0, False), ("ipc", 5, False), ("tcp", 0, True), ("ipc", 5, True)],
+    ids=["ipc", "tcp", "ipc-top5-window", "tcp-sidecar", "ipc-top5-window-sidecar"],
 )
-def test_subscribers_with_different_filters_and_a_late_joiner(tmp_path, itch_session, transport, window):
-    """With a depth window the publisher's final dump is its books' top ``window`` levels: the same comparison."""
+def test_subscribers_with_different_filters_and_a_late_joiner(tmp_path, itch_session, transport, window, sidecar):
+    """With a depth window the publisher's final dump is its books' top ``window`` levels: the same comparison.
+
+    With ``--sidecar`` the feed process only forwards bytes and a child process builds, publishes and
+    answers snapshot requests; subscribers must not see any difference.
+    """
     deep, thin = itch_session.deep, itch_session.thin
     filters = {"a": [deep[0], thin[0]], "b": [thin[1], thin[2], thin[3]]}
     late_symbols = [deep[-1], thin[0]]
-    pub = Publisher(tmp_path, itch_session.path, transport, "--wait-requests", str(len(filters)), "--depth", str(window))
+    extra = ("--sidecar",) if sidecar else ()
+    pub = Publisher(tmp_path, itch_session.path, transport, "--wait-requests", str(len(filters)), "--depth", str(window),
+                    *extra)  # fmt: skip
     try:
         subs = {name: _subscriber(pub, syms, tmp_path / f"{name}.json") for name, syms in filters.items()}
         time.sleep(1.0)  # the stream is ~40% through: this one joins late
@@ -136,6 +144,9 @@ def test_subscribers_with_different_filters_and_a_late_joiner(tmp_path, itch_ses
     p = summary["publisher"]
     assert p["requests"] >= 3 and p["send_drops"] == 0 and p["unnamed_books"] == 0
     assert summary["messages"] == itch_session.messages
+    if sidecar:  # every byte of the day went to the sidecar, and the feed never had to wait for it
+        assert summary["sidecar"]["forwarded_bytes"] == itch_session.path.stat().st_size
+        assert summary["sidecar"]["blocked_seconds"] == 0
 
 
 _SLOW_SUBSCRIBER = textwrap.dedent(

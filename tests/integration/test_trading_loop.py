@@ -144,8 +144,12 @@ def test_efsdk_demo_runs_the_full_loop(tmp_path):
     assert "match the exchange's record" in proc.stdout and "tick-to-trade" in proc.stdout
 
 
-def test_demo_publishes_its_books_to_a_subscriber_in_another_process(tmp_path):
-    """`efsdk demo --publish`: a subscriber process rebuilds the strategy's books from the ZeroMQ stream."""
+@pytest.mark.parametrize("sidecar", [False, True], ids=["in-process", "sidecar"])
+def test_demo_publishes_its_books_to_a_subscriber_in_another_process(tmp_path, sidecar):
+    """`efsdk demo --publish`: a subscriber process rebuilds the strategy's books from the ZeroMQ stream.
+
+    With ``--publish-sidecar`` the demo's live feed handler forwards its bytes to a publisher process.
+    """
     endpoint = f"ipc://{tmp_path}/books"
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="160")
     sub_out = tmp_path / "sub.json"
@@ -158,7 +162,7 @@ def test_demo_publishes_its_books_to_a_subscriber_in_another_process(tmp_path):
     try:
         demo = subprocess.run(
             [sys.executable, "-m", "efsdk.cli", "demo", "--duration", "3", "--symbols", "AAPL,MSFT",
-             "--publish", endpoint, "--json", str(demo_out)],
+             "--publish", endpoint, "--json", str(demo_out), *(["--publish-sidecar"] if sidecar else [])],
             capture_output=True, text=True, env=env, timeout=90, cwd=ROOT,
         )  # fmt: skip
         assert demo.returncode == 0, demo.stdout + demo.stderr

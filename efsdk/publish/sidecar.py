@@ -1,0 +1,294 @@
+"""Publishing from a sidecar process: the fan-out runs on another core, off the feed path.
+
+In-process, a :class:`~efsdk.publish.BookPublisher` shares the feed thread:
+its own work is 8-10% of the book build for top-10 windows and 80-100% for
+every changed level, and reading every touched book after each batch also
+slows the book loop itself (its caches).  :class:`PublisherSidecar` moves
+all of it to a child process.  The feed handler only forwards the ITCH bytes
+it consumes (:attr:`~efsdk.pipeline.FeedHandler.input_listeners`: one
+``bytearray`` append per batch or packet, one ZeroMQ send per
+:data:`FORWARD_BYTES` or per idle turn); the sidecar decodes them into its
+own books (the same native decoder and ``book`` code, so the same books,
+filtered to the publisher's symbols) and runs an ordinary ``BookPublisher``
+on its own PUB and ROUTER sockets.  Subscribers cannot tell the difference.
+
+The price is a second core and a second copy of the (published) books, and
+the stream runs behind the feed by however long the sidecar takes: on a
+full-rate replay it keeps up with top-N windows and lags with every level;
+on a live feed it is idle most of the time.
+
+Forwarding never drops while the sidecar lives: losing bytes would leave its
+books wrong for the rest of the day.  The control socket holds up to
+:data:`FORWARD_HWM` chunks (~256 MB); a sidecar that falls that far behind
+makes the forwarder wait (the wait is counted in :attr:`SidecarStats.blocked_seconds`).
+A sidecar that died never stops the feed: the forwarder logs it once, stops
+forwarding and counts the bytes it could not send
+(:attr:`SidecarStats.lost_bytes`); :meth:`PublisherSidecar.finish` then
+raises :class:`~efsdk.errors.PublishError` with its exit code.
+
+Control protocol (a ZeroMQ PAIR over ipc:// in a private directory; one byte
+of kind first): parent -> sidecar ``D`` + ITCH bytes, ``S`` (stats), ``F``
+(finish), ``Q`` (quit), and first ``A`` + the feed's symbol filter (JSON), so
+the sidecar builds the same books; sidecar -> parent ``R`` + JSON endpoints when bound
+(or ``E`` + the error), and ``S``/``F`` + JSON replies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import zmq
+
+from efsdk.errors import ConfigError, PublishError
+from efsdk.publish.publisher import PublisherConfig, PublisherStats
+from efsdk.resource import Resource
+
+__all__ = ["FORWARD_BYTES", "FORWARD_HWM", "PublisherSidecar", "SidecarStats"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes of ITCH gathered before a send: ~8k messages, so a send costs the
+#: feed ~1 ns a message; on a live feed the idle turn sends sooner.
+FORWARD_BYTES = 256 << 10
+#: Chunks the control socket queues before the forwarder waits (~256 MB).
+FORWARD_HWM = 1024
+#: How long start() waits for the sidecar to import, bind and say so.
+START_TIMEOUT_S = 60.0
+#: How long finish() waits for the sidecar to work through what it was sent.
+FINISH_TIMEOUT_S = 600.0
+#: While waiting on the sidecar, look at whether it is still alive this often.
+LIVENESS_S = 0.1
+#: The sidecar serves snapshot requests at least this often when the feed is quiet.
+SIDECAR_IDLE_S = 0.005
+
+# Control message kinds (first byte), shared with efsdk.publish.sidecar_main.
+ATTACH, DATA, STATS, FINISH, QUIT = b"A", b"D", b"S", b"F", b"Q"
+READY, ERROR = b"R", b"E"
+
+
+@dataclass
+class SidecarStats:
+    """The forwarding side, in the feed's process (the publisher's own counters come from the sidecar)."""
+
+    forwarded_bytes: int = 0
+    forwarded_chunks: int = 0  # ZeroMQ messages sent to the sidecar
+    blocked_seconds: float = 0.0  # time the feed waited because the sidecar was FORWARD_HWM chunks behind
+    lost_bytes: int = 0  # ITCH bytes not forwarded because the sidecar had died
+    finish_seconds: float = 0.0  # finish(): time until the sidecar had published everything it was sent
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PublisherSidecar(Resource):
+    """A :class:`~efsdk.publish.BookPublisher` in a child process, fed the ITCH bytes of a feed handler.
+
+    Same use as a ``BookPublisher``: construct (the sidecar starts and binds;
+    bind errors raise :class:`~efsdk.errors.ConfigError`), :meth:`attach` to a
+    feed handler before its first message, call :meth:`poll` when the feed
+    is idle (sends what is gathered), :meth:`finish` at the end (waits until
+    the sidecar has published everything, then its final snapshots),
+    :meth:`close`.
+    """
+
+    def __init__(self, config: PublisherConfig, forward_bytes: int = FORWARD_BYTES) -> None:
+        if forward_bytes < 1:
+            raise ConfigError(f"forward_bytes must be >= 1, got {forward_bytes}")
+        self.config = config
+        self.forward_bytes = forward_bytes
+        self.sidecar_stats = SidecarStats()
+        self.finished = False
+        self._final: dict[str, Any] | None = None
+        self._died: str | None = None  # why forwarding stopped (the sidecar exited)
+        self._feed: Any = None
+        self._pending = bytearray(DATA)
+        self._dir = tempfile.mkdtemp(prefix="efsdk-sidecar-")
+        self._ctx = zmq.Context()
+        self._pair = self._ctx.socket(zmq.PAIR)
+        self._pair.setsockopt(zmq.SNDHWM, FORWARD_HWM)
+        self._pair.setsockopt(zmq.LINGER, 0)
+        control = f"ipc://{self._dir}/control"
+        self._pair.bind(control)
+        # A fresh interpreter running this module: no forked sockets or threads, and unlike
+        # multiprocessing's spawn it never re-imports the caller's __main__.
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "efsdk.publish.sidecar_main", control, config.model_dump_json(), str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # its log goes to our stderr
+        )
+        self._opened()
+        try:
+            kind, body = self._reply(START_TIMEOUT_S, "start")
+            if kind == ERROR:
+                raise ConfigError(f"publisher sidecar: {body.decode(errors='replace')}")
+            if kind != READY:
+                raise PublishError(f"publisher sidecar: unexpected first message {kind!r}")
+        except BaseException:
+            self.close()
+            raise
+        bound = json.loads(body)
+        self.endpoint: str = bound["endpoint"]
+        self.snapshot_endpoint: str = bound["snapshot_endpoint"]
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"pid {self._proc.pid}"
+        return f"<PublisherSidecar {state} {getattr(self, 'endpoint', '?')} forwarded={self.sidecar_stats.forwarded_bytes}B>"
+
+    # ------------------------------------------------------------------ feed side
+    def attach(self, feed: Any) -> None:
+        """Forward every byte ``feed`` (a :class:`~efsdk.pipeline.FeedHandler`) consumes from now on.
+
+        The sidecar builds its books from those bytes alone, so attach before
+        the feed's first message; to publish a feed already under way, use an
+        in-process ``BookPublisher``.
+        """
+        if self._feed is not None:
+            raise ConfigError("this sidecar is already attached to a feed handler")
+        if feed.decoder.stats.messages:
+            raise ConfigError(
+                "a publisher sidecar rebuilds the books from the bytes it is forwarded: attach it before the "
+                "feed handler's first message (an in-process BookPublisher can attach mid-feed)"
+            )
+        self._send(ATTACH + json.dumps({"symbols": list(feed.symbols) or None}).encode())
+        self._feed = feed
+        feed.input_listeners.append(self._forward)
+
+    def detach(self) -> None:
+        """Send what is gathered and stop forwarding (idempotent)."""
+        if self._feed is None:
+            return
+        self.flush()
+        if self._forward in self._feed.input_listeners:
+            self._feed.input_listeners.remove(self._forward)
+        self._feed = None
+
+    def _forward(self, span: memoryview) -> None:
+        if self._died is not None:
+            self.sidecar_stats.lost_bytes += len(span)
+            return
+        pending = self._pending
+        pending += span
+        if len(pending) >= self.forward_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the bytes gathered so far to the sidecar."""
+        pending = self._pending
+        if len(pending) <= 1:
+            return
+        self._pending = bytearray(DATA)
+        st = self.sidecar_stats
+        if self._died is None:
+            try:
+                self._send(pending)
+                st.forwarded_bytes += len(pending) - 1
+                st.forwarded_chunks += 1
+                return
+            except PublishError as exc:  # the feed goes on; finish() reports it
+                self._died = str(exc)
+                log.error("%s; no longer publishing (books keep building here)", exc)
+        st.lost_bytes += len(pending) - 1
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Idle-turn hook: send what is gathered; wait ``timeout`` s (the sidecar serves requests itself)."""
+        self.flush()
+        if timeout > 0:
+            self._check_alive()
+            time.sleep(timeout)
+        return 0
+
+    # ------------------------------------------------------------------ results
+    @property
+    def stats(self) -> PublisherStats:
+        """The sidecar's publisher counters: final after :meth:`finish`, else fetched (one round trip)."""
+        if self._final is not None:
+            return PublisherStats(**self._final["stats"])
+        self.flush()
+        self._send(STATS)
+        _, body = self._reply(FINISH_TIMEOUT_S, "stats")  # answered after the data sent before it
+        return PublisherStats(**json.loads(body))
+
+    def finish(self) -> int:
+        """Send the rest, wait until the sidecar has published it all, then its final snapshots.
+
+        Returns the number of final snapshots (as ``BookPublisher.finish``).
+        """
+        if self._final is None:
+            started = time.perf_counter()
+            self.detach()
+            self._send(FINISH)
+            _, body = self._reply(FINISH_TIMEOUT_S, "finish")
+            self._final = json.loads(body)
+            self.sidecar_stats.finish_seconds = time.perf_counter() - started
+            self.finished = True
+        return int(self._final["final_snapshots"])
+
+    def expected_l2(self) -> dict[str, dict[str, Any]]:
+        """The sidecar's ``BookPublisher.expected_l2()`` at :meth:`finish` (books and topic seqs)."""
+        if self._final is None:
+            raise PublishError("expected_l2() is known once finish() has returned")
+        return self._final["expected_l2"]
+
+    @property
+    def feed_summary(self) -> dict[str, Any]:
+        """The sidecar's own feed counters at :meth:`finish` (messages, anomalies, unconsumed bytes)."""
+        if self._final is None:
+            raise PublishError("feed_summary is known once finish() has returned")
+        return self._final["feed"]
+
+    # ------------------------------------------------------------------ plumbing
+    def _send(self, message: bytes | bytearray) -> None:
+        if self.closed:
+            raise PublishError("the publisher sidecar is closed")
+        if self._died is not None:
+            raise PublishError(self._died)
+        try:
+            self._pair.send(message, zmq.NOBLOCK, copy=False)
+            return
+        except zmq.Again:
+            pass
+        started = time.perf_counter()  # FORWARD_HWM chunks queued: the sidecar is far behind
+        try:
+            while not self._pair.poll(int(LIVENESS_S * 1000), zmq.POLLOUT):
+                self._check_alive()
+            self._pair.send(message, zmq.NOBLOCK, copy=False)
+        finally:
+            self.sidecar_stats.blocked_seconds += time.perf_counter() - started
+
+    def _reply(self, timeout: float, what: str) -> tuple[bytes, bytes]:
+        deadline = time.monotonic() + timeout
+        while not self._pair.poll(int(LIVENESS_S * 1000), zmq.POLLIN):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise PublishError(f"publisher sidecar: no answer to {what} within {timeout:.0f} s")
+        msg = self._pair.recv()
+        return msg[:1], msg[1:]
+
+    def _check_alive(self) -> None:
+        if self._proc.poll() is not None:
+            raise PublishError(
+                f"publisher sidecar exited (code {self._proc.returncode}); its log is on this process's stderr"
+            )
+
+    def _release(self) -> None:
+        self._feed = None
+        try:
+            if self._proc.poll() is None:
+                try:
+                    self._pair.send(QUIT, zmq.NOBLOCK)
+                    self._proc.wait(5.0)
+                except (zmq.ZMQError, subprocess.TimeoutExpired):
+                    self._proc.kill()
+                    self._proc.wait()
+        finally:
+            self._pair.close(0)
+            self._ctx.term()
+            shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""The publisher sidecar's process: ``python -m efsdk.publish.sidecar_main CONTROL CONFIG_JSON PARENT_PID``.
+
+Started by :class:`efsdk.publish.sidecar.PublisherSidecar` (its own module so
+that running it never imports itself twice); the protocol is described there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+
+import zmq
+
+from efsdk.errors import PublishError
+from efsdk.pipeline import FeedHandler
+from efsdk.publish.publisher import BookPublisher, PublisherConfig
+from efsdk.publish.sidecar import (
+    ATTACH,
+    DATA,
+    ERROR,
+    FINISH,
+    FORWARD_HWM,
+    QUIT,
+    READY,
+    SIDECAR_IDLE_S,
+    STATS,
+)
+
+log = logging.getLogger("efsdk.publish.sidecar")
+
+
+def main(control: str, config_json: str, parent_pid: int) -> None:
+    """The sidecar process: books from the forwarded bytes, published by an ordinary BookPublisher.
+
+    Ctrl-C reaches the whole process group: the parent decides when this
+    process finishes, so it ignores SIGINT; it exits by itself if the parent dies.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="efsdk sidecar: %(levelname)s %(name)s: %(message)s")
+    ctx = zmq.Context()
+    pair = ctx.socket(zmq.PAIR)
+    pair.setsockopt(zmq.RCVHWM, FORWARD_HWM)
+    pair.setsockopt(zmq.LINGER, 5000)
+    pair.connect(control)
+    try:
+        cfg = PublisherConfig.model_validate_json(config_json)
+        publisher = BookPublisher(cfg)
+    except Exception as exc:  # reported to the parent, which raises it
+        pair.send(ERROR + str(exc).encode())
+        pair.close()
+        ctx.term()
+        return
+    feed: FeedHandler | None = None
+    pair.send(READY + json.dumps({"endpoint": publisher.endpoint, "snapshot_endpoint": publisher.snapshot_endpoint}).encode())
+    carry = b""  # an incomplete frame: only a truncated tail can leave one
+    try:
+        while True:
+            if not pair.poll(int(SIDECAR_IDLE_S * 1000), zmq.POLLIN):
+                if os.getppid() != parent_pid:
+                    log.warning("the feed process %d is gone; stopping", parent_pid)
+                    return
+                publisher.poll(0.0)
+                continue
+            msg = pair.recv(copy=False)
+            kind = bytes(msg.buffer[:1])
+            if kind == QUIT:
+                return
+            if kind == ATTACH:
+                # Build the books the feed builds (the publisher's own symbol filter then applies),
+                # or with an unfiltered feed, only the ones the publisher publishes.
+                wanted = json.loads(bytes(msg.buffer[1:]))["symbols"]
+                feed = FeedHandler(symbols=wanted if wanted is not None else cfg.symbols)
+                publisher.attach(feed)
+            elif kind == DATA:
+                if feed is None:
+                    raise PublishError("sidecar: feed bytes before the feed was attached")
+                data = msg.buffer[1:]
+                if carry:
+                    data = memoryview(carry + bytes(data))
+                used = feed.process(data)
+                carry = bytes(data[used:])
+                publisher.poll(0.0)
+            elif kind == STATS:
+                pair.send(STATS + json.dumps(publisher.stats.as_dict()).encode())
+            elif kind == FINISH:
+                stats = feed.refresh_stats() if feed is not None else None
+                final = publisher.finish()
+                pair.send(FINISH + json.dumps({
+                    "final_snapshots": final,
+                    "stats": publisher.stats.as_dict(),
+                    "expected_l2": publisher.expected_l2(),
+                    "feed": {
+                        "messages": stats.messages if stats else 0,
+                        "anomalies": stats.anomalies if stats else 0,
+                        "unconsumed_bytes": len(carry),
+                    },
+                }).encode())  # fmt: skip
+            else:
+                raise PublishError(f"sidecar: unknown control message {kind!r}")
+    finally:
+        publisher.close()
+        pair.close()
+        ctx.term()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

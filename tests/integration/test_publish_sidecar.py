@@ -1,0 +1,159 @@
+"""The publisher sidecar: a real child process fed the feed handler's ITCH bytes over ZeroMQ.
+
+Its books must equal the feed's, it must publish what an in-process
+publisher would, and every way it can fail (bind error, attached too late,
+killed, parent killed) must end in a clear error or a clean exit, never a
+hung feed.  ipc:// and loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from efsdk.errors import ConfigError, PublishError
+from efsdk.pipeline import FeedHandler
+from efsdk.publish import BookPublisher, PublisherConfig
+from efsdk.publish.sidecar import PublisherSidecar
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _l2(feed: FeedHandler, symbol: str, depth: int) -> dict:
+    book = feed.builder.book(symbol)
+    rows = book.depth(depth or max(len(book.bids), len(book.asks), 1))
+    return {"bids": [list(r) for r in rows.bids], "asks": [list(r) for r in rows.asks], "volume": book.volume}
+
+
+@pytest.mark.parametrize("depth", [0, 3])
+def test_sidecar_publishes_the_feeds_books(tmp_path, itch_session, depth):
+    """Replay with a sidecar attached: it was sent every byte and built exactly the feed's books."""
+    config = PublisherConfig(endpoint=f"ipc://{tmp_path}/s", snapshot_interval_s=0, depth=depth)
+    feed = FeedHandler()
+    with PublisherSidecar(config, forward_bytes=64 << 10) as sidecar:
+        assert sidecar.endpoint == f"ipc://{tmp_path}/s" and sidecar.snapshot_endpoint == f"ipc://{tmp_path}/s.snap"
+        sidecar.attach(feed)
+        feed.replay(itch_session.path, chunk_size=100_000)
+        assert sidecar.finish() == len(itch_session.symbols)  # one final snapshot per book
+        published = sidecar.expected_l2()
+        stats = sidecar.stats
+        sent = sidecar.sidecar_stats
+        assert sidecar.feed_summary == {"messages": itch_session.messages, "anomalies": 0, "unconsumed_bytes": 0}
+    assert sent.forwarded_bytes == itch_session.path.stat().st_size and sent.forwarded_chunks > 1
+    assert sorted(published) == sorted(s.ticker for s in itch_session.symbols)
+    for symbol, got in published.items():
+        assert {k: got[k] for k in ("bids", "asks", "volume")} == _l2(feed, symbol, depth), symbol
+    assert stats.deltas > 0 and stats.trades > 0 and stats.send_drops == 0 and stats.publish_seconds > 0
+
+
+def test_sidecar_builds_only_what_the_feed_and_the_publisher_keep(tmp_path, itch_session):
+    """A filtered feed: the sidecar builds the same books; the publisher's own filter narrows what it publishes."""
+    wanted = [itch_session.deep[0], *itch_session.thin[:2]]
+    published_only = wanted[1:]
+    feed = FeedHandler(symbols=wanted)
+    config = PublisherConfig(endpoint=f"ipc://{tmp_path}/s", snapshot_interval_s=0, symbols=tuple(published_only))
+    with PublisherSidecar(config) as sidecar:
+        sidecar.attach(feed)
+        feed.replay(itch_session.path)
+        sidecar.finish()
+        published = sidecar.expected_l2()
+    assert sorted(published) == sorted(published_only)
+    for symbol in published_only:
+        assert {k: published[symbol][k] for k in ("bids", "asks", "volume")} == _l2(feed, symbol, 0)
+
+
+def test_sidecar_stream_seq_matches_an_in_process_publisher_fed_the_same_batches(tmp_path, small_itch_session):
+    """Fed in the same pieces, the sidecar and an in-process publisher publish the same topic sequence."""
+    raw = small_itch_session.path.read_bytes()
+    pieces = [raw[i : i + 50_000] for i in range(0, len(raw), 50_000)]
+    results = []
+    for use_sidecar in (False, True):
+        config = PublisherConfig(endpoint=f"ipc://{tmp_path}/{int(use_sidecar)}", snapshot_interval_s=0)
+        feed = FeedHandler()
+        pub = PublisherSidecar(config, forward_bytes=1) if use_sidecar else BookPublisher(config)
+        with pub:
+            pub.attach(feed)
+            carry = b""
+            for piece in pieces:
+                data = carry + piece
+                carry = data[feed.process(data) :]
+                pub.poll(0.0)  # the sidecar sends each processed piece as one message
+            pub.finish()
+            results.append(pub.expected_l2())
+    assert results[0] == results[1]
+
+
+def test_attach_after_the_first_message_is_refused(tmp_path, small_itch_session):
+    feed = FeedHandler()
+    feed.process(small_itch_session.path.read_bytes()[:5000])
+    with PublisherSidecar(PublisherConfig(endpoint=f"ipc://{tmp_path}/s")) as sidecar:
+        with pytest.raises(ConfigError, match="before the feed handler's first message"):
+            sidecar.attach(feed)
+
+
+def test_bind_error_in_the_sidecar_is_raised_in_the_feed_process():
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(ConfigError, match=f"publisher sidecar: cannot bind tcp://127.0.0.1:{port}"):
+            PublisherSidecar(PublisherConfig(endpoint=f"tcp://127.0.0.1:{port}"))
+    finally:
+        taken.close()
+
+
+def test_a_killed_sidecar_neither_stops_nor_hangs_the_feed(tmp_path, small_itch_session, caplog):
+    """The feed builds on; the loss is counted and logged once; finish() says what happened."""
+    feed, reference = FeedHandler(), FeedHandler()
+    reference.replay(small_itch_session.path)
+    with PublisherSidecar(PublisherConfig(endpoint=f"ipc://{tmp_path}/s"), forward_bytes=1) as sidecar:
+        sidecar.attach(feed)
+        sidecar._proc.kill()
+        sidecar._proc.wait()
+        started = time.monotonic()
+        feed.replay(small_itch_session.path)
+        with pytest.raises(PublishError, match=r"publisher sidecar exited \(code -9\)"):
+            sidecar.finish()
+        assert time.monotonic() - started < 5
+        sent = sidecar.sidecar_stats
+    assert feed.stats.messages == reference.stats.messages == small_itch_session.messages
+    assert sent.forwarded_bytes + sent.lost_bytes == small_itch_session.path.stat().st_size and sent.lost_bytes > 0
+    assert [r.levelname for r in caplog.records if "sidecar exited" in r.getMessage()] == ["ERROR"]
+
+
+_PARENT = textwrap.dedent(
+    """
+    import os, sys
+    from efsdk.publish import PublisherConfig
+    from efsdk.publish.sidecar import PublisherSidecar
+
+    sidecar = PublisherSidecar(PublisherConfig(endpoint=sys.argv[1]))
+    print(sidecar._proc.pid, flush=True)
+    os._exit(0)  # no close(): the sidecar must notice on its own
+    """
+)
+
+
+def test_the_sidecar_exits_when_its_feed_process_dies(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", _PARENT, f"ipc://{tmp_path}/s"], env=env, capture_output=True,
+                         text=True, timeout=60, check=True)  # fmt: skip
+    pid = int(out.stdout.strip())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail(f"sidecar {pid} outlived its feed process")
