@@ -11,8 +11,13 @@ compare.  Every round's
 books are checked against the generator's summary and reference digests.
 
 Modes: every changed level (``depth`` 0, the default product) and depth
-windows (the top N levels per side).  The issue's goal is a publish cost
-under 10% of the book build at full rate.
+windows (the top N levels per side), each in the feed's process and in a
+:class:`~efsdk.publish.sidecar.PublisherSidecar` (the feed thread only
+forwards the ITCH bytes; another core builds and publishes).  For a sidecar,
+the replay time is the feed's (until ``finish()`` is called) and "sidecar
+done" is how much later the sidecar had published everything: on a
+full-rate replay it runs behind the feed by that much.  The issue's goal is
+a publish cost under 10% of the book build at full rate.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ class ModeResult:
     """One publisher mode (``depth`` None: no publisher) over every round."""
 
     depth: int | None
+    sidecar: bool = False  # published from a PublisherSidecar (another process)
     seconds: list[float] = field(default_factory=list)
     publisher_seconds: list[float] = field(default_factory=list)  # the publisher's own time (its stats)
     ratios: list[float] = field(default_factory=list)  # this round / the plain replay of the same round
+    finish_seconds: list[float] = field(default_factory=list)  # sidecar: finish() wait after the feed ended
     deltas: int = 0
     levels: int = 0
 
@@ -50,7 +57,12 @@ class ModeResult:
     def label(self) -> str:
         if self.depth is None:
             return "replay, no publisher"
-        return "publish every changed level" if self.depth == 0 else f"publish top {self.depth} levels"
+        what = "publish every changed level" if self.depth == 0 else f"publish top {self.depth} levels"
+        return f"sidecar: {what}" if self.sidecar else what
+
+    @property
+    def key(self) -> tuple[int | None, bool]:
+        return self.depth, self.sidecar
 
     @property
     def overhead(self) -> float:
@@ -61,7 +73,9 @@ class ModeResult:
         return {
             "mode": self.label,
             "depth": self.depth,
+            "sidecar": self.sidecar,
             "seconds": self.seconds,
+            "finish_seconds": self.finish_seconds,
             "publisher_seconds": self.publisher_seconds,
             "ratios": self.ratios,
             "median_s": statistics.median(self.seconds),
@@ -76,6 +90,7 @@ def measure_overhead(
     depths: Sequence[int] = DEFAULT_DEPTHS,
     rounds: int = 7,
     progress: Callable[[str], None] | None = None,
+    sidecar: bool = True,
 ) -> list[ModeResult]:
     """Interleaved rounds of the plain replay and each publisher mode; the plain one first in the result.
 
@@ -85,51 +100,83 @@ def measure_overhead(
     order of the modes also rotates from round to round.
     """
     modes = [ModeResult(None), *(ModeResult(d) for d in depths)]
+    if sidecar:
+        modes += [ModeResult(d, sidecar=True) for d in depths]
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="efsdk-bench-pub-") as tmp, \
          ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1) as pool:  # fmt: skip
         for r in range(rounds + 1):  # round 0 warms the page cache and is not kept
-            times: dict[int | None, float] = {}
+            times: dict[tuple[int | None, bool], float] = {}
             shift = r % len(modes)
             for mode in modes[shift:] + modes[:shift]:
                 if progress is not None:
                     progress(f"round {r}/{rounds}: {mode.label}")
-                elapsed, stats = pool.submit(_replay_once, sess, mode.depth, f"ipc://{tmp}/s").result()
+                elapsed, stats = pool.submit(_replay_once, sess, mode.depth, f"ipc://{tmp}/s", mode.sidecar).result()
                 if r == 0:
                     continue
-                times[mode.depth] = elapsed
+                times[mode.key] = elapsed
                 mode.seconds.append(elapsed)
                 if stats is not None:
                     mode.publisher_seconds.append(stats["publish_seconds"])
                     mode.deltas, mode.levels = stats["deltas"], stats["levels"]
+                    if mode.sidecar:
+                        mode.finish_seconds.append(stats["finish_seconds"])
             if r:
                 for mode in modes[1:]:
-                    mode.ratios.append(times[mode.depth] / times[None])
+                    mode.ratios.append(times[mode.key] / times[None, False])
     return modes
 
 
-def _replay_once(sess: bench.Session, depth: int | None, endpoint: str) -> tuple[float, dict[str, Any] | None]:
-    """One checked full-rate replay, with a publisher of ``depth`` unless None (runs in a worker process)."""
+def _replay_once(sess: bench.Session, depth: int | None, endpoint: str,
+                 sidecar: bool = False) -> tuple[float, dict[str, Any] | None]:  # fmt: skip
+    """One checked full-rate replay, with a publisher of ``depth`` unless None (runs in a worker process).
+
+    In-process, the time includes ``finish()`` (final snapshots, on the feed
+    thread); with a sidecar it ends when the feed has forwarded its last
+    byte, and ``finish_seconds`` is the wait for the sidecar after that.
+    """
     from efsdk.pipeline import FeedHandler  # noqa: PLC0415
     from efsdk.publish import BookPublisher, PublisherConfig  # noqa: PLC0415
+    from efsdk.publish.sidecar import PublisherSidecar  # noqa: PLC0415
 
     feed = FeedHandler()
-    pub = None
+    pub: Any = None
     if depth is not None:
-        pub = BookPublisher(PublisherConfig(endpoint=endpoint, snapshot_interval_s=0, depth=depth))
+        config = PublisherConfig(endpoint=endpoint, snapshot_interval_s=0, depth=depth)
+        pub = PublisherSidecar(config) if sidecar else BookPublisher(config)
         pub.attach(feed)
     try:
         started = time.perf_counter()
         feed.replay(os.fspath(sess.path))
         if pub is not None:
+            if sidecar:
+                pub.flush()  # the feed's last byte is on its way; the rest is the sidecar's time
+                elapsed = time.perf_counter() - started
             pub.finish()
-        elapsed = time.perf_counter() - started
+        if not sidecar:
+            elapsed = time.perf_counter() - started
         bench.check_feed_handler(feed, sess)
         if pub is None:
             return elapsed, None
-        if pub.stats.deltas == 0 or pub.stats.send_drops:
-            raise AssertionError(f"depth {depth}: published {pub.stats.deltas} deltas, {pub.stats.send_drops} drops")
-        return elapsed, pub.stats.as_dict()
+        stats = pub.stats
+        if stats.deltas == 0 or stats.send_drops:
+            raise AssertionError(f"depth {depth}: published {stats.deltas} deltas, {stats.send_drops} drops")
+        if sidecar:
+            _check_sidecar_books(feed, pub)
+            return elapsed, {**stats.as_dict(), "finish_seconds": pub.sidecar_stats.finish_seconds}
+        return elapsed, stats.as_dict()
     finally:
         if pub is not None:
             pub.close()
+
+
+def _check_sidecar_books(feed: Any, sidecar: Any) -> None:
+    """The sidecar published exactly the feed's books (its top ``depth`` levels in window mode)."""
+    expected = sidecar.expected_l2()
+    assert expected, "the sidecar published no book"
+    depth = sidecar.config.depth
+    for symbol, got in expected.items():
+        book = feed.builder.book(symbol)
+        want = book.depth(depth or max(len(book.bids), len(book.asks), 1))
+        rows = ([list(r) for r in want.bids], [list(r) for r in want.asks], book.volume)
+        assert rows == (got["bids"], got["asks"], got["volume"]), f"sidecar's {symbol} differs from the feed's book"

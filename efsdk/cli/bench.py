@@ -289,6 +289,8 @@ def _register_publish(sub: Any) -> None:
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds after one warm-up (default %(default)s)")
     p.add_argument("--depths", default=",".join(map(str, bench_publish.DEFAULT_DEPTHS)),
                    help="publisher modes: 0 = every changed level, N = top-N window (default %(default)s)")  # fmt: skip
+    p.add_argument("--no-sidecar", action="store_true",
+                   help="measure only in-process publishers (default: each depth also from a publisher sidecar)")  # fmt: skip
     p.add_argument("--cache-dir", metavar="D", help="where generated sessions are kept")
     p.add_argument("--json", metavar="OUT", help="also write every round as JSON to OUT")
     p.set_defaults(func=run_publish)
@@ -312,22 +314,28 @@ def run_publish(args: argparse.Namespace) -> int:
     with err.status("session (generated on first use)...") as status:
         sess = bench.session(args.symbols, args.messages, args.seed, args.cache_dir)
         sess.reference_digests()
-        modes = bench_publish.measure_overhead(sess, depths, args.rounds, progress=status.update)
+        modes = bench_publish.measure_overhead(sess, depths, args.rounds, progress=status.update,
+                                               sidecar=not args.no_sidecar)  # fmt: skip
     table = Table(title=f"Publish cost on a full-rate replay: {sess.messages:,} msgs, {sess.symbols} symbols, "
                         f"{args.rounds} interleaved rounds (medians)", show_edge=False)  # fmt: skip
-    for name in ("mode", "replay s", "added", "publisher's own s", "deltas", "levels sent", "goal"):
+    for name in ("mode", "replay s", "added", "publisher's own s", "sidecar done", "deltas", "levels sent", "goal"):
         table.add_column(name, justify="left" if name == "mode" else "right")
     goal = bench_publish.GOAL_OVERHEAD
     for m in modes:
         median = statistics.median(m.seconds)
         if m.depth is None:
-            table.add_row(m.label, f"{median:.3f}", "", "", "", "", "")
+            table.add_row(m.label, f"{median:.3f}", "", "", "", "", "", "")
             continue
         verdict = _verdict(m.overhead < goal, f"< {goal:.0%}")
+        done = f"+{statistics.median(m.finish_seconds):.3f} s" if m.finish_seconds else ""
         table.add_row(m.label, f"{median:.3f}", f"{m.overhead:+.0%}", f"{statistics.median(m.publisher_seconds):.3f}",
-                      f"{m.deltas:,}", f"{m.levels:,}", verdict)  # fmt: skip
+                      done, f"{m.deltas:,}", f"{m.levels:,}", verdict)  # fmt: skip
     console.print(table)
     console.print("added = median over rounds of (replay with the publisher / plain replay of the same round) - 1")
+    if any(m.sidecar for m in modes):
+        console.print("from a sidecar, the feed only forwards the ITCH bytes and the publisher's own time is spent "
+                      "on another core; 'sidecar done' is how long after the feed's last byte the sidecar had "
+                      "published everything")  # fmt: skip
     if args.json:
         write_json(args.json, {"session": sess.describe(), "modes": [m.as_dict() for m in modes]})
     return 0

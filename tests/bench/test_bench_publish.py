@@ -35,7 +35,8 @@ import zmq
 from efsdk import bench
 from efsdk.cli.publish import batches
 from efsdk.pipeline import FeedHandler
-from efsdk.publish import BookPublisher, PublisherConfig
+from efsdk.bench_publish import _check_sidecar_books
+from efsdk.publish import BookPublisher, PublisherConfig, PublisherSidecar
 from efsdk.publish.encoding import encode_delta, topic_for
 
 PACKET_MESSAGES = 32
@@ -45,7 +46,8 @@ TOP_DEPTH = 10  # the depth window of the windowed case: a typical L2 product's 
 TRANSPORT_MESSAGES = 200_000
 
 
-def _publish_replay_case(sess: bench.Session, per_batch: int, interval: float = 0.0, depth: int = 0) -> bench.Case:
+def _publish_replay_case(sess: bench.Session, per_batch: int, interval: float = 0.0, depth: int = 0,
+                         sidecar: bool = False) -> bench.Case:  # fmt: skip
     path = os.fspath(sess.path)
     data = sess.path.read_bytes()
     slices = batches(data, per_batch) if per_batch else None
@@ -54,34 +56,43 @@ def _publish_replay_case(sess: bench.Session, per_batch: int, interval: float = 
         shape += f", published every {interval * 1000:g} ms"
     if depth:
         shape += f", top {depth} levels"
+    if sidecar:
+        shape += ", from a sidecar"
 
-    def setup() -> tuple[FeedHandler, BookPublisher, str]:
+    def setup() -> tuple[FeedHandler, Any, str]:
         tmp = tempfile.mkdtemp(prefix="efsdk-bench-pub-")
-        pub = BookPublisher(PublisherConfig(endpoint=f"ipc://{tmp}/s", snapshot_interval_s=0, publish_interval_s=interval,
-                                              depth=depth))
+        config = PublisherConfig(endpoint=f"ipc://{tmp}/s", snapshot_interval_s=0, publish_interval_s=interval, depth=depth)
+        pub = PublisherSidecar(config) if sidecar else BookPublisher(config)
         feed = FeedHandler()
         pub.attach(feed)
         return feed, pub, tmp
 
-    def run(state: tuple[FeedHandler, BookPublisher, str]) -> tuple[FeedHandler, Any]:
+    def run(state: tuple[FeedHandler, Any, str]) -> tuple[FeedHandler, Any]:
         feed, pub, _ = state
         _feed_all(feed, data, path, slices)
-        pub.finish()  # publishes anything still held by the interval, then the final snapshots
+        if sidecar:
+            pub.flush()  # the feed's part ends with its last byte sent; check() waits for the sidecar
+        else:
+            pub.finish()  # publishes anything still held by the interval, then the final snapshots
         return feed, pub
 
-    def check(result: tuple[FeedHandler, BookPublisher]) -> None:
+    def check(result: tuple[FeedHandler, Any]) -> None:
         feed, pub = result
         try:
             feed.refresh_stats()
             bench.check_feed_handler(feed, sess)
+            if sidecar:
+                pub.finish()
+                _check_sidecar_books(feed, pub)
             s = pub.stats
             assert s.deltas > 0 and s.levels > 0 and s.bbos > 0 and s.trades > 0 and s.send_drops == 0
             assert s.unnamed_books == 0
         finally:
             pub.close()
 
+    via = "PublisherSidecar.attach" if sidecar else "BookPublisher.attach"
     return bench.Case(name=f"replay+publish, {shape}", group="publish: feed path", count=sess.messages, unit="msg",
-                      run=run, setup=setup, check=check, via="BookPublisher.attach", key=f"publish[{per_batch},{interval},{depth}]")  # fmt: skip
+                      run=run, setup=setup, check=check, via=via, key=f"publish[{per_batch},{interval},{depth},{sidecar}]")  # fmt: skip
 
 
 def _plain_case(sess: bench.Session, per_batch: int) -> bench.Case:
@@ -115,15 +126,15 @@ def _feed_all(feed: FeedHandler, data: bytes, path: str, slices: list[tuple[int,
 
 @pytest.mark.parametrize("per_batch", [0, PACKET_MESSAGES], ids=["decoder-batches", "packet-batches"])
 @pytest.mark.parametrize(
-    "publish", [None, (0.0, 0), (0.001, 0), (0.01, TOP_DEPTH)],
-    ids=["replay", "replay+publish", "replay+publish-1ms", f"replay+publish-top{TOP_DEPTH}-10ms"],
+    "publish", [None, (0.0, 0, False), (0.001, 0, False), (0.01, TOP_DEPTH, False), (0.0, 0, True)],
+    ids=["replay", "replay+publish", "replay+publish-1ms", f"replay+publish-top{TOP_DEPTH}-10ms", "replay+sidecar"],
 )
 def test_feed_path(run_case, bench_session, per_batch, publish):
     if publish is None:
         run_case(_plain_case(bench_session, per_batch))
     else:
-        interval, depth = publish
-        run_case(_publish_replay_case(bench_session, per_batch, interval, depth))
+        interval, depth, sidecar = publish
+        run_case(_publish_replay_case(bench_session, per_batch, interval, depth, sidecar))
 
 
 # ---------------------------------------------------------------- transport throughput

@@ -147,7 +147,8 @@ def test_bench_without_subcommand_prints_help(tmp_path):
 
 
 def test_bench_publish_measures_every_mode_in_paired_rounds(tmp_path):
-    """`efsdk bench publish`: each mode replays, is checked, publishes, and gets one ratio per round."""
+    """`efsdk bench publish`: each mode, in-process and from a sidecar, replays, is checked, publishes,
+    and gets one ratio per round."""
     out = tmp_path / "publish.json"
     proc = _efsdk(
         "bench", "publish", "--messages", str(MESSAGES), "--symbols", str(SYMBOLS), "--seed", "3",
@@ -155,14 +156,20 @@ def test_bench_publish_measures_every_mode_in_paired_rounds(tmp_path):
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    modes = {m["depth"]: m for m in json.loads(out.read_text())["modes"]}
-    assert sorted(modes, key=str) == [0, 3, None]
-    assert modes[None]["ratios"] == [] and len(modes[None]["seconds"]) == ROUNDS
-    for depth in (0, 3):
-        m = modes[depth]
+    modes = {(m["depth"], m["sidecar"]): m for m in json.loads(out.read_text())["modes"]}
+    assert sorted(modes, key=str) == [(0, False), (0, True), (3, False), (3, True), (None, False)]
+    assert modes[None, False]["ratios"] == [] and len(modes[None, False]["seconds"]) == ROUNDS
+    for (depth, sidecar), m in modes.items():
+        if depth is None:
+            continue
         assert len(m["seconds"]) == len(m["ratios"]) == len(m["publisher_seconds"]) == ROUNDS
+        assert len(m["finish_seconds"]) == (ROUNDS if sidecar else 0)
         assert all(r > 0 for r in m["ratios"]) and m["deltas"] > 0 and m["levels"] > 0
         assert _cells(proc.stdout, m["mode"])[2].endswith("%")
-    assert modes[3]["levels"] < modes[0]["levels"]  # a 3-level window sends fewer level rows than every change
+    # a 3-level window sends fewer level rows than every change, wherever it runs
+    assert modes[3, False]["levels"] < modes[0, False]["levels"] and modes[3, True]["levels"] < modes[0, True]["levels"]
+    only = _efsdk("bench", "publish", "--messages", str(MESSAGES), "--symbols", str(SYMBOLS), "--seed", "3",
+                  "--rounds", "1", "--depths", "3", "--no-sidecar", "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)  # fmt: skip
+    assert only.returncode == 0 and "sidecar:" not in only.stdout and "publish top 3 levels" in only.stdout
     bad = _efsdk("bench", "publish", "--depths", "0,x", cwd=tmp_path)
     assert bad.returncode != 0 and "--depths" in bad.stderr
