@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
+from collections.abc import Iterator
 
 from pydantic import SecretStr, ValidationError
 
@@ -84,6 +87,26 @@ def record(exchange) -> dict:  # noqa: ANN001
     }
 
 
+@contextlib.contextmanager
+def _stop_on_signals(exchange) -> Iterator[None]:  # noqa: ANN001
+    """SIGINT and SIGTERM end the day at the exchange's next loop turn (a second one interrupts at once).
+
+    Raised as KeyboardInterrupt wherever it lands, a signal could stop a
+    book's SortedDict between its dict and its sorted keys, and closing the
+    day then failed on that book (seen as ``KeyError`` in ``close_session``).
+    """
+    def on_signal(signum: int, frame: object) -> None:
+        exchange.stop()
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(args: argparse.Namespace) -> int:
     from efsdk.sim.exchange import Exchange  # noqa: PLC0415
 
@@ -95,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
             f"[bold]efsdk sim[/]: {', '.join(config.symbols)}; ITCH/MoldUDP64 to {config.feed_host}:{config.feed_port}, "
             f"re-requests at {config.rerequest_host}:{exchange.rerequest_address[1]}, OUCH/SoupBinTCP at {host}:{port}"
         )
-        exchange.run(args.duration)
+        with _stop_on_signals(exchange):
+            exchange.run(args.duration)
         result = record(exchange)
     out.print(
         f"{result['stats']['itch_messages']:,} ITCH messages, {result['stats']['requests']:,} OUCH requests, "
