@@ -58,14 +58,14 @@ with their state, levels pushed out or removed as ``(0, 0)``.  Snapshots
 hold the window (N travels in the flags' high byte), so a subscriber ends
 with exactly the publisher's top N.  Measured as above, top 10: the
 publisher's own time is **8-10%** of the build; the paired end-to-end
-overhead was +2% to +33% over nine runs (typically +10-20%; single rounds
+overhead was +2% to +33% over ten runs (typically +10-20%; single rounds
 spread from 0.9x to 1.8x), against the issue's goal of 10%.  Whether the
 book loop tracks the window levels' totals or the reader sums them made
 no measurable difference to that; the excess is the book loop itself
 running ~20% slower beside the publisher (same code path: cache and
 allocator state).  :class:`~efsdk.publish.sidecar.PublisherSidecar` runs this
-same publisher in another process and costs the feed +3-8% for either
-product.  The cost scales with books touched per batch,
+same publisher in another process; the feed then measured -10% to +8%
+(noise around zero) for either product.  The cost scales with books touched per batch,
 not with messages: on packet-sized batches every batch touches a third of
 the books, and a window costs ~10x the build; with ``publish_interval_s=0.01``
 +50-100%.
