@@ -65,7 +65,8 @@ no measurable difference to that; the excess is the book loop itself
 running ~20% slower beside the publisher (same code path: cache and
 allocator state).  :class:`~efsdk.publish.sidecar.PublisherSidecar` runs this
 same publisher in another process; the feed then measured -10% to +8%
-(noise around zero) for either product.  The cost scales with books touched per batch,
+(noise around zero) for either product while the sidecar keeps up (a
+sustained full-rate day longer than its queue runs at the sidecar's pace).  The cost scales with books touched per batch,
 not with messages: on packet-sized batches every batch touches a third of
 the books, and a window costs ~10x the build; with ``publish_interval_s=0.01``
 +50-100%.

@@ -13,14 +13,20 @@ filtered to the publisher's symbols) and runs an ordinary ``BookPublisher``
 on its own PUB and ROUTER sockets.  Subscribers cannot tell the difference.
 
 The price is a second core and a second copy of the (published) books, and
-the stream runs behind the feed by however long the sidecar takes: on a
-full-rate replay it keeps up with top-N windows and lags with every level;
-on a live feed it is idle most of the time.
+the stream runs behind the feed by however long the sidecar takes.  It
+suits a live feed, whose average rate is far below a full-rate replay, and
+bursts up to the queue below; see there for a sustained full-rate replay.
 
 Forwarding never drops while the sidecar lives: losing bytes would leave its
 books wrong for the rest of the day.  The control socket holds up to
-:data:`FORWARD_HWM` chunks (~256 MB); a sidecar that falls that far behind
-makes the forwarder wait (the wait is counted in :attr:`SidecarStats.blocked_seconds`).
+:data:`FORWARD_HWM` chunks on this side and :data:`SIDECAR_RCVHWM` on the
+sidecar's (a chunk is :data:`FORWARD_BYTES` or one decode batch, whichever is
+larger: ~40 MB to ~600 MB in flight); a sidecar that falls that far behind
+makes the forwarder wait (counted in :attr:`SidecarStats.blocked_seconds`).
+So the feed runs free only while the sidecar keeps up on average: the
+sidecar decodes and builds the books as well as publishing, so at a sustained
+full replay rate it is the slower of the two, and a day longer than the
+queue is throttled to its pace.
 A sidecar that died never stops the feed: the forwarder logs it once, stops
 forwarding and counts the bytes it could not send
 (:attr:`SidecarStats.lost_bytes`); :meth:`PublisherSidecar.finish` then
@@ -59,8 +65,11 @@ log = logging.getLogger(__name__)
 #: Bytes of ITCH gathered before a send: ~8k messages, so a send costs the
 #: feed ~1 ns a message; on a live feed the idle turn sends sooner.
 FORWARD_BYTES = 256 << 10
-#: Chunks the control socket queues before the forwarder waits (~256 MB).
-FORWARD_HWM = 1024
+#: Chunks queued on the parent's side before the forwarder waits, and on the
+#: sidecar's.  A chunk is FORWARD_BYTES, or one whole decode batch when that is
+#: larger (up to the 4 MiB replay chunk): at most ~(128 + 16) chunks are in flight.
+FORWARD_HWM = 128
+SIDECAR_RCVHWM = 16
 #: How long start() waits for the sidecar to import, bind and say so.
 START_TIMEOUT_S = 60.0
 #: How long finish() waits for the sidecar to work through what it was sent.
@@ -123,6 +132,7 @@ class PublisherSidecar(Resource):
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "efsdk.publish.sidecar_main", control, config.model_dump_json(), str(os.getpid())],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # its log goes to our stderr
+            start_new_session=True,  # Ctrl-C or a SIGTERM to our process group is ours to handle; then we stop it
         )
         self._opened()
         try:
@@ -192,7 +202,7 @@ class PublisherSidecar(Resource):
                 st.forwarded_bytes += len(pending) - 1
                 st.forwarded_chunks += 1
                 return
-            except PublishError as exc:  # the feed goes on; finish() reports it
+            except (PublishError, zmq.ZMQError) as exc:  # the feed goes on; finish() reports it
                 self._died = str(exc)
                 log.error("%s; no longer publishing (books keep building here)", exc)
         st.lost_bytes += len(pending) - 1
@@ -201,7 +211,6 @@ class PublisherSidecar(Resource):
         """Idle-turn hook: send what is gathered; wait ``timeout`` s (the sidecar serves requests itself)."""
         self.flush()
         if timeout > 0:
-            self._check_alive()
             time.sleep(timeout)
         return 0
 
@@ -279,6 +288,8 @@ class PublisherSidecar(Resource):
             )
 
     def _release(self) -> None:
+        if self._feed is not None and self._forward in self._feed.input_listeners:
+            self._feed.input_listeners.remove(self._forward)
         self._feed = None
         try:
             if self._proc.poll() is None:

@@ -22,10 +22,10 @@ from efsdk.publish.sidecar import (
     DATA,
     ERROR,
     FINISH,
-    FORWARD_HWM,
     QUIT,
     READY,
     SIDECAR_IDLE_S,
+    SIDECAR_RCVHWM,
     STATS,
 )
 
@@ -35,14 +35,15 @@ log = logging.getLogger("efsdk.publish.sidecar")
 def main(control: str, config_json: str, parent_pid: int) -> None:
     """The sidecar process: books from the forwarded bytes, published by an ordinary BookPublisher.
 
-    Ctrl-C reaches the whole process group: the parent decides when this
-    process finishes, so it ignores SIGINT; it exits by itself if the parent dies.
+    It runs in its own session and ignores SIGINT: the parent decides when it
+    finishes (Ctrl-C or a group SIGTERM reach the parent only); it exits by
+    itself if the parent dies.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="efsdk sidecar: %(levelname)s %(name)s: %(message)s")
     ctx = zmq.Context()
     pair = ctx.socket(zmq.PAIR)
-    pair.setsockopt(zmq.RCVHWM, FORWARD_HWM)
+    pair.setsockopt(zmq.RCVHWM, SIDECAR_RCVHWM)
     pair.setsockopt(zmq.LINGER, 5000)
     pair.connect(control)
     try:
