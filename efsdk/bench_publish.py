@@ -136,8 +136,7 @@ def _replay_once(sess: bench.Session, depth: int | None, endpoint: str,
     byte, and ``finish_seconds`` is the wait for the sidecar after that.
     """
     from efsdk.pipeline import FeedHandler  # noqa: PLC0415
-    from efsdk.publish import BookPublisher, PublisherConfig  # noqa: PLC0415
-    from efsdk.publish.sidecar import PublisherSidecar  # noqa: PLC0415
+    from efsdk.publish import BookPublisher, PublisherConfig, PublisherSidecar  # noqa: PLC0415
 
     feed = FeedHandler()
     pub: Any = None
@@ -148,13 +147,13 @@ def _replay_once(sess: bench.Session, depth: int | None, endpoint: str,
     try:
         started = time.perf_counter()
         feed.replay(os.fspath(sess.path))
-        if pub is not None:
-            if sidecar:
-                pub.flush()  # the feed's last byte is on its way; the rest is the sidecar's time
-                elapsed = time.perf_counter() - started
+        if sidecar:
+            pub.flush()  # the feed's last byte is on its way; the rest is the sidecar's time
+        elif pub is not None:
+            pub.finish()  # final snapshots: the feed thread's work in process
+        elapsed = time.perf_counter() - started
+        if sidecar:
             pub.finish()
-        if not sidecar:
-            elapsed = time.perf_counter() - started
         bench.check_feed_handler(feed, sess)
         if pub is None:
             return elapsed, None
@@ -172,11 +171,10 @@ def _replay_once(sess: bench.Session, depth: int | None, endpoint: str,
 
 def _check_sidecar_books(feed: Any, sidecar: Any) -> None:
     """The sidecar published exactly the feed's books (its top ``depth`` levels in window mode)."""
+    from efsdk.publish.publisher import published_l2  # noqa: PLC0415
+
     expected = sidecar.expected_l2()
     assert expected, "the sidecar published no book"
-    depth = sidecar.config.depth
     for symbol, got in expected.items():
-        book = feed.builder.book(symbol)
-        want = book.depth(depth or max(len(book.bids), len(book.asks), 1))
-        rows = ([list(r) for r in want.bids], [list(r) for r in want.asks], book.volume)
-        assert rows == (got["bids"], got["asks"], got["volume"]), f"sidecar's {symbol} differs from the feed's book"
+        want = {"seq": got["seq"], **published_l2(feed.builder.book(symbol), sidecar.config.depth)}
+        assert got == want, f"sidecar's {symbol} differs from the feed's book"

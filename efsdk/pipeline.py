@@ -162,9 +162,7 @@ class FeedHandler:
         while pos < len(view):
             ops, used = decode(view[pos:])
             if inputs and used:
-                span = view[pos : pos + used]
-                for listener in inputs:
-                    listener(span)
+                self._input(view[pos : pos + used])
             if ops:
                 self._apply(ops, view[pos:], base_offset + pos)
             pos += used

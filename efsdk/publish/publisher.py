@@ -142,6 +142,7 @@ __all__ = [
     "PublisherConfig",
     "PublisherStats",
     "default_snapshot_endpoint",
+    "published_l2",
     "validate_endpoint",
 ]
 
@@ -753,16 +754,8 @@ class BookPublisher(Resource):
     def expected_l2(self) -> dict[str, dict[str, Any]]:
         """Every published book's L2 (its top ``depth`` levels in window mode) as ``book.depth()``
         sees it, with its topic seq (for tests and dumps)."""
-        out: dict[str, dict[str, Any]] = {}
-        for st, book in self._published_books():
-            depth = book.depth(self.config.depth or max(len(book.bids), len(book.asks), 1))
-            out[st.symbol] = {
-                "seq": st.seq,
-                "bids": [list(level) for level in depth.bids],
-                "asks": [list(level) for level in depth.asks],
-                "volume": book.volume,
-            }
-        return out
+        depth = self.config.depth
+        return {st.symbol: {"seq": st.seq, **published_l2(book, depth)} for st, book in self._published_books()}
 
     # ------------------------------------------------------------------ lifecycle
     def _close_sockets(self) -> None:
@@ -776,6 +769,13 @@ class BookPublisher(Resource):
     def _release(self) -> None:
         self.detach()
         self._close_sockets()
+
+
+def published_l2(book: OrderBook, depth: int = 0) -> dict[str, Any]:
+    """What a publisher of ``depth`` (0: every level) shows of ``book``: its levels as
+    ``book.depth()`` sees them, ``[price, shares, orders]`` rows, and its traded volume."""
+    rows = book.depth(depth or max(len(book.bids), len(book.asks), 1))
+    return {"bids": [list(r) for r in rows.bids], "asks": [list(r) for r in rows.asks], "volume": book.volume}
 
 
 def _window_delta(old: list, new: list) -> dict[int, tuple[int, int]]:

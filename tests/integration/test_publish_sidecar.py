@@ -21,15 +21,14 @@ import pytest
 from efsdk.errors import ConfigError, PublishError
 from efsdk.pipeline import FeedHandler
 from efsdk.publish import BookPublisher, PublisherConfig
+from efsdk.publish.publisher import published_l2
 from efsdk.publish.sidecar import PublisherSidecar
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _l2(feed: FeedHandler, symbol: str, depth: int) -> dict:
-    book = feed.builder.book(symbol)
-    rows = book.depth(depth or max(len(book.bids), len(book.asks), 1))
-    return {"bids": [list(r) for r in rows.bids], "asks": [list(r) for r in rows.asks], "volume": book.volume}
+    return published_l2(feed.builder.book(symbol), depth)
 
 
 @pytest.mark.parametrize("depth", [0, 3])
