@@ -24,8 +24,10 @@ Two phases per backend:
   CLOCK_REALTIME).  Recorded in an HDR histogram (1 ns .. 10 s, 3 significant
   digits); the first :data:`WARMUP_FRAMES` datagrams are not recorded.
 * **throughput** - as many sender processes as spare CPUs (at most 4), each
-  sending small datagrams flat out with ``sendmmsg`` (native, 256 a call; a
-  Python ``sendto`` loop when the module is missing), for ``seconds``; frames/s handed
+  sending small datagrams flat out for ``seconds`` (:data:`SENDERS`: by
+  default one prebuilt frame through an AF_PACKET socket that bypasses the
+  qdisc, ``sendmmsg`` 256 a call in C; a Python ``sendto`` loop when the
+  native module is missing); frames/s handed
   to Python (``len(batch)`` summed, batches consumed), ``kernel_drops`` from
   the source stats, and the offered rate the senders actually achieved.
   Frames lost before any socket or ring (the veth backlog queue,
@@ -42,6 +44,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -79,6 +82,24 @@ TARGETS = {
     "p99_us": 20.0,  # AF_XDP / AF_PACKET
     "p99_vs_loop": 3.0,  # p99 at least 3x better than the plain loop
 }
+#: Throughput-phase senders, fastest first (a missing native module falls back to "python").
+SENDERS = {
+    # The frame, built once (Ethernet/IPv4/UDP to the group's MAC), through an AF_PACKET socket with
+    # PACKET_QDISC_BYPASS: skips the sender's UDP/IP/qdisc work, ~2.5x "udp" on this VM.
+    "raw": "native sendmmsg of a prebuilt frame, AF_PACKET, qdisc bypass",
+    "udp": "native sendmmsg, UDP socket",
+    "python": "Python sendto() loop",
+}
+#: Where the rx veth's kernel receive work (IP/UDP, AF_PACKET tap) runs.
+STEERING = {
+    # A veth delivers in softirq on the sending CPU: like a NIC whose interrupts are on a
+    # housekeeping core, the receiver's core runs only the receiver.
+    "sender": "on the sender's CPU (veth default; like NIC interrupts on a housekeeping core)",
+    # RPS to the receiver's CPU: like interrupts on the application core, and it frees the
+    # sender's CPU to offer more (AF_XDP's XDP program still runs on the sender's CPU).
+    "receiver": "on the receiver's CPU through RPS (like NIC interrupts on the application core)",
+}
+_SOL_PACKET, _PACKET_QDISC_BYPASS = 263, 20  # <linux/if_packet.h>; the socket module lacks them
 _RING_BACKENDS = ("afpacket-v3", "afpacket-v2", "afxdp")
 _ALLOWED = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("239.0.0.0/8"))
 
@@ -120,13 +141,17 @@ def veth_wire() -> Iterator[NetnsPair]:
 
 
 def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds: float, rate: int,
-         start_at: float, native_sender: bool = True) -> dict[str, Any]:  # fmt: skip
+         start_at: float, sender: str = "raw", tx_if: str | None = None,
+         cpu: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Send ``PAYLOAD_SIZE``-byte datagrams to ``dst:port`` for ``seconds``: paced at ``rate``/s, or flat out (0).
 
-    Flat out uses the native sendmmsg sender when ``native_sender`` and the
-    module is built, else a Python ``sendto`` loop.
+    Flat out, ``sender`` picks the tool (see :data:`SENDERS`); ``raw`` needs
+    ``tx_if``.  A sender the build lacks falls back to the next one; the
+    result says which one ran (``"sender"``).  ``cpu`` pins the process.
     """
     import socket
+
+    _pin(cpu)
 
     if not any(ipaddress.ip_address(dst) in net for net in _ALLOWED):
         raise ValueError(f"refusing to send outside 198.18.0.0/15 and 239.0.0.0/8: {dst}")
@@ -145,14 +170,17 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
     while time.time() < start_at:  # every sender starts together
         time.sleep(0.001)
     sent = errors = 0
-    if native_sender:
-        from efsdk.sources.base import native_available
-
-        native_sender = native_available()
-        if native_sender:  # a build older than the sender lacks it (it is not part of the source contract)
-            from efsdk._native_sources import lib as native_lib
-
-            native_sender = hasattr(native_lib, "efsdk_udp_blast")
+    if rate > 0:
+        sender = "python"  # paced: one sendto() per datagram
+    elif sender not in SENDERS:
+        raise ValueError(f"unknown sender {sender!r}; one of {', '.join(SENDERS)}")
+    elif sender != "python" and _native_blast() is None:
+        sender = "python"
+    raw = None
+    if sender == "raw":
+        if not tx_if:
+            raise ValueError("the raw sender needs tx_if, the interface to send from")
+        raw = _raw_socket(tx_if)
     t0 = clock()
     end = t0 + seconds
     if rate > 0:
@@ -175,17 +203,20 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
             nxt += gap
             if nxt < now - 0.01:  # fell > 10 ms behind (descheduled): do not burst to catch up
                 nxt = now
-    elif native_sender:
+    elif sender in ("raw", "udp"):
         # sendmmsg in C, 256 datagrams a call: offers several times what a
         # Python sendto() loop can, so the receiver, not the sender, is measured.
-        s.connect(addr)
-        from efsdk._native_sources import ffi
+        if raw is not None:
+            from efsdk.pcap import udp_frame
 
-        out_sent, out_errors = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        rc = native_lib.efsdk_udp_blast(s.fileno(), data, len(data), 256, int(seconds * 1e9), out_sent, out_errors)
-        if rc < 0:
-            raise OSError(-rc, f"sendmmsg to {dst}:{port} failed: {os.strerror(-rc)}")
-        sent, errors = out_sent[0], out_errors[0]
+            mac = open(f"/sys/class/net/{tx_if}/address").read().strip()
+            fd = raw.fileno()
+            data = udp_frame(data, dst, port, src_ip=src_addr, src_port=s.getsockname()[1],
+                             src_mac=bytes.fromhex(mac.replace(":", "")), ttl=1)  # fmt: skip
+        else:
+            s.connect(addr)
+            fd = s.fileno()
+        sent, errors = _native_blast()(fd, data, seconds, f"{sender} send to {dst}:{port}")  # type: ignore[misc]
     else:
         while True:
             for _ in range(256):
@@ -198,12 +229,79 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
                 break
     elapsed = clock() - t0
     s.close()
-    return {"sent": sent, "errors": errors, "elapsed": elapsed}
+    if raw is not None:
+        raw.close()
+    return {"sent": sent, "errors": errors, "elapsed": elapsed, "sender": sender}
+
+
+def _native_blast() -> Callable[[int, bytes, float, str], tuple[int, int]] | None:
+    """``blast(fd, data, seconds, what) -> (sent, errors)`` over the native sendmmsg loop; None if not built."""
+    from efsdk.sources.base import native_available
+
+    if not native_available():
+        return None
+    from efsdk._native_sources import ffi, lib
+
+    if not hasattr(lib, "efsdk_udp_blast"):  # a build older than the sender (not part of the source contract)
+        return None
+
+    def blast(fd: int, data: bytes, seconds: float, what: str) -> tuple[int, int]:
+        out_sent, out_errors = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        rc = lib.efsdk_udp_blast(fd, data, len(data), 256, int(seconds * 1e9), out_sent, out_errors)
+        if rc < 0:
+            raise OSError(-rc, f"{what} failed: {os.strerror(-rc)}")
+        return out_sent[0], out_errors[0]
+
+    return blast
+
+
+def _pin(cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def cpu_plan(senders: int) -> tuple[int | None, list[int | None]]:
+    """``(receiver_cpu, [sender_cpu, ...])``: the receiver alone on the last allowed CPU, senders on the others.
+
+    Pinned so that every backend meets the same placement (and, with
+    ``steer="receiver"``, the kernel's receive work joins the receiver); on
+    one CPU nothing is pinned.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, [None] * senders
+    rest = cpus[:-1]
+    return cpus[-1], [rest[i % len(rest)] for i in range(senders)]
+
+
+def _steer(w: NetnsPair, cpu: int | None) -> None:
+    """Run the rx veth's receive processing (softirq) on ``cpu`` through RPS; ``None``: where it is sent."""
+    mask = "0" if cpu is None else format(1 << cpu, "x")
+    path = f"/sys/class/net/{w.rx_if}/queues/rx-0/rps_cpus"
+    # sysfs shows a namespace's own devices only inside it
+    subprocess.run(["ip", "netns", "exec", w.rx_ns, "sh", "-c", f"echo {mask} > {path}"], check=True,
+                   capture_output=True, timeout=10)  # fmt: skip
+
+
+def _raw_socket(tx_if: str) -> Any:
+    """An AF_PACKET socket on ``tx_if`` that hands whole frames to the driver (qdisc bypassed)."""
+    import socket
+
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: sends only, receives nothing
+    try:
+        raw.setsockopt(_SOL_PACKET, _PACKET_QDISC_BYPASS, 1)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        raw.bind((tx_if, 0))
+    except BaseException:
+        raw.close()
+        raise
+    return raw
 
 
 def receive(ready: Callable[[], None], backend: str, rx_if: str, rx_addr: str, mode: str, seconds: float,
-            busy: bool) -> dict[str, Any]:  # fmt: skip
+            busy: bool, cpu: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Receive on ``backend`` until the traffic stops; latency histogram (``mode="latency"``) or counts."""
+    _pin(cpu)
     if backend == "python-loop":
         return _receive_loop(ready, rx_addr, mode, seconds, busy)
     import dataclasses
@@ -352,18 +450,20 @@ def _percentiles(lat_ns: list[int]) -> dict[str, Any]:
 
 
 def _phase(w: NetnsPair, backend: str, mode: str, seconds: float, rate: int, senders: int,
-           busy: bool) -> dict[str, Any]:  # fmt: skip
+           busy: bool, sender: str = "raw") -> dict[str, Any]:  # fmt: skip
     children: list[Worker] = []
+    rx_cpu, tx_cpus = cpu_plan(senders)
     try:
         rx = start_in_ns(w.rx_ns, f"{__name__}:receive", backend=backend, rx_if=w.rx_if, rx_addr=w.rx_addr,
-                         mode=mode, seconds=seconds, busy=busy)  # fmt: skip
+                         mode=mode, seconds=seconds, busy=busy, cpu=rx_cpu)  # fmt: skip
         children.append(rx)
         rx.wait_ready()
         start_at = time.time() + 0.3 + 0.1 * senders
         txs = []
-        for _ in range(senders):
+        for cpu in tx_cpus:
             tx = start_in_ns(w.tx_ns, f"{__name__}:send", dst=GROUP, port=PORT, src_addr=w.tx_addr,
-                             seconds=seconds, rate=rate, start_at=start_at)  # fmt: skip
+                             seconds=seconds, rate=rate, start_at=start_at, sender=sender, tx_if=w.tx_if,
+                             cpu=cpu)  # fmt: skip
             children.append(tx)
             txs.append(tx)
         for tx in txs:
@@ -379,6 +479,7 @@ def _phase(w: NetnsPair, backend: str, mode: str, seconds: float, rate: int, sen
         sent=total,
         send_errors=sum(s["errors"] for s in sent),
         senders=senders,
+        sender=sent[0]["sender"],
         offered_per_s=total / elapsed,
         lost_before_socket=max(0, total - res["frames"] - int(res["stats"].get("kernel_drops", 0))),
     )
@@ -391,6 +492,8 @@ def run(
     *,
     backends: list[str] | None = None,
     senders: int | None = None,
+    sender: str = "raw",
+    steer: str = "sender",
     busy: bool = False,
     progress: Any = None,
 ) -> dict[str, Any]:
@@ -412,6 +515,10 @@ def run(
             from efsdk.sources.afxdp import NOT_BUILT
 
             raise RuntimeError(f"backend {b!r}: {NOT_BUILT}")
+    if sender not in SENDERS:
+        raise ValueError(f"unknown sender {sender!r}; one of {', '.join(SENDERS)}")
+    if steer not in STEERING:
+        raise ValueError(f"unknown steer {steer!r}; one of {', '.join(STEERING)}")
     cpus = os.cpu_count() or 1
     if senders is None:
         senders = max(1, min(4, cpus - 1))
@@ -426,13 +533,15 @@ def run(
     try:
         results: dict[str, Any] = {}
         with veth_wire() as w:
+            rx_cpu, tx_cpus = cpu_plan(senders)
+            _steer(w, rx_cpu if steer == "receiver" else None)
             for b in backends:
                 if progress:
                     progress(f"{b}: latency, {rate:,} pps for {seconds:g} s")
                 lat = _phase(w, b, "latency", seconds, rate, 1, busy)
                 if progress:
                     progress(f"{b}: throughput, {senders} sender(s) flat out for {seconds:g} s")
-                thr = _phase(w, b, "throughput", seconds, 0, senders, busy)
+                thr = _phase(w, b, "throughput", seconds, 0, senders, busy, sender)
                 results[b] = {"description": BACKENDS[b], "latency": lat, "throughput": thr}
             wire = w.as_dict()
     finally:
@@ -443,6 +552,10 @@ def run(
             "seconds": seconds,
             "rate": rate,
             "senders": senders,
+            "sender": sender,
+            "steer": steer,
+            "receiver_cpu": rx_cpu,
+            "sender_cpus": tx_cpus,
             "busy": busy,
             "payload_bytes": PAYLOAD_SIZE,
             "group": f"{GROUP}:{PORT}",
