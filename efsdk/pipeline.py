@@ -118,7 +118,10 @@ class FeedHandler:
         message_types: Iterable[str] = HANDLED_MESSAGE_TYPES,
     ) -> None:
         self.symbols = tuple(symbols) if symbols is not None else ()
-        self.decoder = OpDecoder(capacity, locates, self.symbols or None, message_types=message_types)
+        # The filters as given, so a copy of this handler can be made elsewhere (a publisher sidecar).
+        self.locates = tuple(locates) if locates is not None else None
+        self.message_types = tuple(message_types)
+        self.decoder = OpDecoder(capacity, self.locates, self.symbols or None, message_types=self.message_types)
         self.builder = builder if builder is not None else BookBuilder()
         self.on_book = on_book
         self.on_trade = on_trade

@@ -22,7 +22,9 @@ books wrong for the rest of the day.  The control socket holds up to
 :data:`FORWARD_HWM` chunks on this side and :data:`SIDECAR_RCVHWM` on the
 sidecar's (a chunk is :data:`FORWARD_BYTES` or one decode batch, whichever is
 larger: ~40 MB to ~600 MB in flight); a sidecar that falls that far behind
-makes the forwarder wait (counted in :attr:`SidecarStats.blocked_seconds`).
+makes the forwarder wait (counted in :attr:`SidecarStats.blocked_seconds`);
+one that takes nothing for ``stall_timeout`` (alive but hung or stopped) is
+killed, counted in :attr:`SidecarStats.killed_hung`, and treated as dead.
 So the feed runs free only while the sidecar keeps up on average: the
 sidecar decodes and builds the books as well as publishing, so at a sustained
 full replay rate it is the slower of the two, and a day longer than the
@@ -32,11 +34,18 @@ forwarding and counts the bytes it could not send
 (:attr:`SidecarStats.lost_bytes`); :meth:`PublisherSidecar.finish` then
 raises :class:`~efsdk.errors.PublishError` with its exit code.
 
+The queue lengths are parameters (``forward_hwm``, ``sidecar_rcvhwm``):
+``efsdk bench publish`` shortens both to one chunk to show the sustained,
+throttled figure on a day that fits the default queue.
+
 Control protocol (a ZeroMQ PAIR over ipc:// in a private directory; one byte
 of kind first): parent -> sidecar ``D`` + ITCH bytes, ``S`` (stats), ``F``
-(finish), ``Q`` (quit), and first ``A`` + the feed's symbol filter (JSON), so
-the sidecar builds the same books; sidecar -> parent ``R`` + JSON endpoints when bound
-(or ``E`` + the error), and ``S``/``F`` + JSON replies.
+(finish), ``Q`` (quit), and first ``A`` + the feed's filters (JSON: symbols,
+locates, message types), so the sidecar builds the same books; sidecar ->
+parent ``R`` + JSON endpoints when bound (or ``E`` + the error), and
+``S``/``F`` + JSON replies (a reply of another kind than the one awaited is a
+late answer to a request that timed out, and is discarded).  ``D`` chunks hold
+whole messages: a remainder is a truncated one, counted and dropped.
 """
 
 from __future__ import annotations
@@ -72,6 +81,11 @@ FORWARD_HWM = 128
 SIDECAR_RCVHWM = 16
 #: How long start() waits for the sidecar to import, bind and say so.
 START_TIMEOUT_S = 60.0
+#: A sidecar that takes no chunk for this long while the queue is full is hung (alive, not
+#: reading: stopped, deadlocked): it is killed and the feed runs on without it.  Generous,
+#: because a full queue frees space only as the sidecar works through about half of it
+#: (ZeroMQ's low-water mark), which on a replay's 4 MiB batches takes seconds.
+STALL_TIMEOUT_S = 30.0
 #: How long finish() waits for the sidecar to work through what it was sent.
 FINISH_TIMEOUT_S = 600.0
 #: While waiting on the sidecar, look at whether it is still alive this often.
@@ -92,6 +106,7 @@ class SidecarStats:
     forwarded_chunks: int = 0  # ZeroMQ messages sent to the sidecar
     blocked_seconds: float = 0.0  # time the feed waited because the sidecar was FORWARD_HWM chunks behind
     lost_bytes: int = 0  # ITCH bytes not forwarded because the sidecar had died
+    killed_hung: int = 0  # sidecars killed for taking nothing for stall_timeout with the queue full (0 or 1)
     finish_seconds: float = 0.0  # finish(): time until the sidecar had published everything it was sent
 
     def as_dict(self) -> dict[str, Any]:
@@ -109,11 +124,23 @@ class PublisherSidecar(Resource):
     :meth:`close`.
     """
 
-    def __init__(self, config: PublisherConfig, forward_bytes: int = FORWARD_BYTES) -> None:
-        if forward_bytes < 1:
-            raise ConfigError(f"forward_bytes must be >= 1, got {forward_bytes}")
+    def __init__(
+        self,
+        config: PublisherConfig,
+        forward_bytes: int = FORWARD_BYTES,
+        *,
+        forward_hwm: int = FORWARD_HWM,
+        sidecar_rcvhwm: int = SIDECAR_RCVHWM,
+        stall_timeout: float = STALL_TIMEOUT_S,
+    ) -> None:
+        if min(forward_bytes, forward_hwm, sidecar_rcvhwm) < 1 or not stall_timeout > 0:
+            raise ConfigError(
+                f"forward_bytes, forward_hwm and sidecar_rcvhwm must be >= 1 and stall_timeout > 0, got "
+                f"{forward_bytes}, {forward_hwm}, {sidecar_rcvhwm}, {stall_timeout}"
+            )
         self.config = config
         self.forward_bytes = forward_bytes
+        self.stall_timeout = stall_timeout
         self.sidecar_stats = SidecarStats()
         self.finished = False
         self._final: dict[str, Any] | None = None
@@ -123,24 +150,23 @@ class PublisherSidecar(Resource):
         self._dir = tempfile.mkdtemp(prefix="efsdk-sidecar-")
         self._ctx = zmq.Context()
         self._pair = self._ctx.socket(zmq.PAIR)
-        self._pair.setsockopt(zmq.SNDHWM, FORWARD_HWM)
+        self._pair.setsockopt(zmq.SNDHWM, forward_hwm)
         self._pair.setsockopt(zmq.LINGER, 0)
         control = f"ipc://{self._dir}/control"
         self._pair.bind(control)
         # A fresh interpreter running this module: no forked sockets or threads, and unlike
         # multiprocessing's spawn it never re-imports the caller's __main__.
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "efsdk.publish.sidecar_main", control, config.model_dump_json(), str(os.getpid())],
+            [sys.executable, "-m", "efsdk.publish.sidecar_main", control, config.model_dump_json(), str(os.getpid()),
+             str(sidecar_rcvhwm)],  # fmt: skip
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # its log goes to our stderr
             start_new_session=True,  # Ctrl-C or a SIGTERM to our process group is ours to handle; then we stop it
         )
         self._opened()
         try:
-            kind, body = self._reply(START_TIMEOUT_S, "start")
+            kind, body = self._reply(START_TIMEOUT_S, "start", READY, ERROR)
             if kind == ERROR:
                 raise ConfigError(f"publisher sidecar: {body.decode(errors='replace')}")
-            if kind != READY:
-                raise PublishError(f"publisher sidecar: unexpected first message {kind!r}")
         except BaseException:
             self.close()
             raise
@@ -167,7 +193,13 @@ class PublisherSidecar(Resource):
                 "a publisher sidecar rebuilds the books from the bytes it is forwarded: attach it before the "
                 "feed handler's first message (an in-process BookPublisher can attach mid-feed)"
             )
-        self._send(ATTACH + json.dumps({"symbols": list(feed.symbols) or None}).encode())
+        # The sidecar builds the books the feed builds: the same filters.
+        filters = {
+            "symbols": list(feed.symbols) or None,
+            "locates": list(feed.locates) if feed.locates is not None else None,
+            "message_types": list(feed.message_types),
+        }
+        self._send(ATTACH + json.dumps(filters).encode())
         self._feed = feed
         feed.input_listeners.append(self._forward)
 
@@ -222,7 +254,7 @@ class PublisherSidecar(Resource):
             return PublisherStats(**self._final["stats"])
         self.flush()
         self._send(STATS)
-        _, body = self._reply(FINISH_TIMEOUT_S, "stats")  # answered after the data sent before it
+        _, body = self._reply(FINISH_TIMEOUT_S, "stats", STATS)  # answered after the data sent before it
         return PublisherStats(**json.loads(body))
 
     def finish(self) -> int:
@@ -234,7 +266,7 @@ class PublisherSidecar(Resource):
             started = time.perf_counter()
             self.detach()
             self._send(FINISH)
-            _, body = self._reply(FINISH_TIMEOUT_S, "finish")
+            _, body = self._reply(FINISH_TIMEOUT_S, "finish", FINISH)
             self._final = json.loads(body)
             self.sidecar_stats.finish_seconds = time.perf_counter() - started
             self.finished = True
@@ -264,22 +296,34 @@ class PublisherSidecar(Resource):
             return
         except zmq.Again:
             pass
-        started = time.perf_counter()  # FORWARD_HWM chunks queued: the sidecar is far behind
+        started = time.perf_counter()  # the queue is full: the sidecar is far behind
         try:
             while not self._pair.poll(int(LIVENESS_S * 1000), zmq.POLLOUT):
                 self._check_alive()
+                if time.perf_counter() - started > self.stall_timeout:
+                    self.sidecar_stats.killed_hung += 1
+                    self._proc.kill()  # alive but not reading: waiting longer would stall the feed for good
+                    self._proc.wait()
+                    raise PublishError(
+                        f"publisher sidecar took nothing for {self.stall_timeout:g} s with its queue full "
+                        f"(hung or stopped); killed it (pid {self._proc.pid})"
+                    )
             self._pair.send(message, zmq.NOBLOCK, copy=False)
         finally:
             self.sidecar_stats.blocked_seconds += time.perf_counter() - started
 
-    def _reply(self, timeout: float, what: str) -> tuple[bytes, bytes]:
+    def _reply(self, timeout: float, what: str, *kinds: bytes) -> tuple[bytes, bytes]:
+        """The next reply of one of ``kinds``; others are late answers to a request that timed out."""
         deadline = time.monotonic() + timeout
-        while not self._pair.poll(int(LIVENESS_S * 1000), zmq.POLLIN):
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise PublishError(f"publisher sidecar: no answer to {what} within {timeout:.0f} s")
-        msg = self._pair.recv()
-        return msg[:1], msg[1:]
+        while True:
+            while not self._pair.poll(int(LIVENESS_S * 1000), zmq.POLLIN):
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise PublishError(f"publisher sidecar: no answer to {what} within {timeout:.0f} s")
+            msg = self._pair.recv()
+            if msg[:1] in kinds:
+                return msg[:1], msg[1:]
+            log.debug("publisher sidecar: discarded a late %r reply while waiting for %s", msg[:1], what)
 
     def _check_alive(self) -> None:
         if self._proc.poll() is not None:

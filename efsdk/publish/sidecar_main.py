@@ -1,4 +1,4 @@
-"""The publisher sidecar's process: ``python -m efsdk.publish.sidecar_main CONTROL CONFIG_JSON PARENT_PID``.
+"""The publisher sidecar's process: ``python -m efsdk.publish.sidecar_main CONTROL CONFIG_JSON PARENT_PID RCVHWM``.
 
 Started by :class:`efsdk.publish.sidecar.PublisherSidecar` (its own module so
 that running it never imports itself twice); the protocol is described there.
@@ -32,7 +32,7 @@ from efsdk.publish.sidecar import (
 log = logging.getLogger("efsdk.publish.sidecar")
 
 
-def main(control: str, config_json: str, parent_pid: int) -> None:
+def main(control: str, config_json: str, parent_pid: int, rcvhwm: int = SIDECAR_RCVHWM) -> None:
     """The sidecar process: books from the forwarded bytes, published by an ordinary BookPublisher.
 
     It runs in its own session and ignores SIGINT: the parent decides when it
@@ -43,7 +43,7 @@ def main(control: str, config_json: str, parent_pid: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="efsdk sidecar: %(levelname)s %(name)s: %(message)s")
     ctx = zmq.Context()
     pair = ctx.socket(zmq.PAIR)
-    pair.setsockopt(zmq.RCVHWM, SIDECAR_RCVHWM)
+    pair.setsockopt(zmq.RCVHWM, rcvhwm)
     pair.setsockopt(zmq.LINGER, 5000)
     pair.connect(control)
     try:
@@ -56,7 +56,10 @@ def main(control: str, config_json: str, parent_pid: int) -> None:
         return
     feed: FeedHandler | None = None
     pair.send(READY + json.dumps({"endpoint": publisher.endpoint, "snapshot_endpoint": publisher.snapshot_endpoint}).encode())
-    carry = b""  # an incomplete frame: only a truncated tail can leave one
+    # Every chunk is whole messages (the feed forwards only what it consumed), so a remainder
+    # is a truncated message (a replay's truncated tail): counted and dropped, never glued to
+    # the next chunk, where it would misframe every message after it.
+    unconsumed = 0
     try:
         while True:
             if not pair.poll(int(SIDECAR_IDLE_S * 1000), zmq.POLLIN):
@@ -72,17 +75,22 @@ def main(control: str, config_json: str, parent_pid: int) -> None:
             if kind == ATTACH:
                 # Build the books the feed builds (the publisher's own symbol filter then applies),
                 # or with an unfiltered feed, only the ones the publisher publishes.
-                wanted = json.loads(bytes(msg.buffer[1:]))["symbols"]
-                feed = FeedHandler(symbols=wanted if wanted is not None else cfg.symbols)
+                filters = json.loads(bytes(msg.buffer[1:]))
+                wanted = filters["symbols"]
+                if wanted is None and filters["locates"] is None:
+                    wanted = cfg.symbols
+                feed = FeedHandler(symbols=wanted, locates=filters["locates"], message_types=filters["message_types"])
                 publisher.attach(feed)
             elif kind == DATA:
                 if feed is None:
                     raise PublishError("sidecar: feed bytes before the feed was attached")
                 data = msg.buffer[1:]
-                if carry:
-                    data = memoryview(carry + bytes(data))
-                used = feed.process(data)
-                carry = bytes(data[used:])
+                left = len(data) - feed.process(data)
+                if left:
+                    if not unconsumed:
+                        log.warning("dropped %d bytes of an incomplete ITCH message at the end of a chunk "
+                                    "(a truncated tail); counted in feed_summary['unconsumed_bytes']", left)
+                    unconsumed += left
                 publisher.poll(0.0)
             elif kind == STATS:
                 pair.send(STATS + json.dumps(publisher.stats.as_dict()).encode())
@@ -96,7 +104,7 @@ def main(control: str, config_json: str, parent_pid: int) -> None:
                     "feed": {
                         "messages": stats.messages if stats else 0,
                         "anomalies": stats.anomalies if stats else 0,
-                        "unconsumed_bytes": len(carry),
+                        "unconsumed_bytes": unconsumed,
                     },
                 }).encode())  # fmt: skip
             else:
@@ -108,4 +116,4 @@ def main(control: str, config_json: str, parent_pid: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *(int(a) for a in sys.argv[4:5]))

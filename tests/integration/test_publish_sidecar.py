@@ -9,6 +9,7 @@ hung feed.  ipc:// and loopback only.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -157,3 +158,69 @@ def test_the_sidecar_exits_when_its_feed_process_dies(tmp_path):
     else:
         os.kill(pid, 9)
         pytest.fail(f"sidecar {pid} outlived its feed process")
+
+
+def test_a_stopped_sidecar_is_killed_once_it_stalls_the_feed(tmp_path, itch_session, caplog):
+    """Alive but not reading (SIGSTOP): the forwarder waits stall_timeout, kills it, and the feed runs on."""
+    feed, reference = FeedHandler(), FeedHandler()
+    reference.replay(itch_session.path)
+    config = PublisherConfig(endpoint=f"ipc://{tmp_path}/s")
+    with PublisherSidecar(config, forward_bytes=4096, forward_hwm=1, stall_timeout=1.0) as sidecar:
+        sidecar.attach(feed)
+        os.kill(sidecar._proc.pid, signal.SIGSTOP)
+        raw = itch_session.path.read_bytes()
+        started = time.monotonic()
+        carry = b""
+        for i in range(0, len(raw), 20_000):  # as a live feed: a piece, then an idle turn
+            data = carry + raw[i : i + 20_000]
+            carry = data[feed.process(data) :]
+            sidecar.poll(0.0)
+        took = time.monotonic() - started
+        with pytest.raises(PublishError, match="took nothing for 1 s with its queue full"):
+            sidecar.finish()
+        sent = sidecar.sidecar_stats
+        assert sidecar._proc.returncode == -signal.SIGKILL
+    assert 1.0 <= took < 10  # one stall, then no more waiting
+    assert sent.killed_hung == 1 and sent.blocked_seconds >= 1.0
+    assert feed.decoder.stats.messages == reference.decoder.stats.messages == itch_session.messages
+    assert sent.lost_bytes > 0 and sent.forwarded_bytes + sent.lost_bytes == itch_session.path.stat().st_size
+    assert [r.levelname for r in caplog.records if "took nothing" in r.getMessage()] == ["ERROR"]
+
+
+def test_sidecar_applies_the_feeds_locate_and_message_type_filters(tmp_path, itch_session):
+    """Whatever filters built the feed's books build the sidecar's (here: one locate, non-displayed prints ignored)."""
+    from efsdk.pipeline import HANDLED_MESSAGE_TYPES
+
+    symbol = itch_session.deep[0]
+    types = [t for t in HANDLED_MESSAGE_TYPES if t != "P"]
+    feed = FeedHandler(locates=[itch_session.locate_of[symbol]], message_types=types)
+    unfiltered = FeedHandler()
+    unfiltered.replay(itch_session.path)
+    with PublisherSidecar(PublisherConfig(endpoint=f"ipc://{tmp_path}/s", snapshot_interval_s=0)) as sidecar:
+        sidecar.attach(feed)
+        feed.replay(itch_session.path)
+        sidecar.finish()
+        published = sidecar.expected_l2()
+    assert list(published) == [symbol]
+    got = {k: published[symbol][k] for k in ("bids", "asks", "volume")}
+    assert got == _l2(feed, symbol, 0)
+    assert got["volume"] < _l2(unfiltered, symbol, 0)["volume"]  # the P filter mattered: equality is no accident
+
+
+def test_a_chunk_ending_mid_message_is_counted_not_glued_to_the_next(tmp_path, small_itch_session):
+    """A fragment (a replay's truncated tail; here forced first) is dropped and counted in the sidecar:
+    glued to the next chunk it would misframe every message after it."""
+    raw = small_itch_session.path.read_bytes()
+    feed = FeedHandler()
+    with PublisherSidecar(PublisherConfig(endpoint=f"ipc://{tmp_path}/s", snapshot_interval_s=0)) as sidecar:
+        sidecar.attach(feed)
+        sidecar._forward(memoryview(raw[:9]))  # the first message's length prefix and 7 of its bytes
+        sidecar.flush()
+        feed.replay(small_itch_session.path)
+        sidecar.finish()
+        summary = sidecar.feed_summary
+        published = sidecar.expected_l2()
+    assert summary == {"messages": small_itch_session.messages, "anomalies": 0, "unconsumed_bytes": 9}
+    assert sorted(published) == sorted(s.ticker for s in small_itch_session.symbols)
+    for symbol, got in published.items():
+        assert {k: got[k] for k in ("bids", "asks", "volume")} == _l2(feed, symbol, 0), symbol
