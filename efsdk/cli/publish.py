@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import time
 from typing import Any
 
 from efsdk.cli._format import console, rate, write_json
+from efsdk.cli._signals import StopRequest, stop_on_signals
 from efsdk.cli.replay import parse_symbols
 from efsdk.errors import ConfigError
 
@@ -131,25 +131,22 @@ def run(args: argparse.Namespace) -> int:
     err = console(stderr=True)
     day, origin = load_day(args)
     per_batch = args.batch_messages or (32 if args.rate else 0)
-    signal.signal(signal.SIGTERM, _interrupt)
     feed = FeedHandler(symbols=symbols)
-    with (PublisherSidecar(config) if args.sidecar else BookPublisher(config)) as publisher:
+    stop = StopRequest()
+    with (PublisherSidecar(config) if args.sidecar else BookPublisher(config)) as publisher, stop_on_signals(stop.set):
         publisher.attach(feed)
         if args.endpoints_file:
             write_json(args.endpoints_file, {"endpoint": publisher.endpoint, "snapshot_endpoint": publisher.snapshot_endpoint})
         where = " from a sidecar process" if args.sidecar else ""
         err.print(f"publishing {origin} on {publisher.endpoint} (snapshots {publisher.snapshot_endpoint}){where}")
-        interrupted = False
         started = time.perf_counter()
-        try:
-            if args.wait_requests:
-                while publisher.stats.requests < args.wait_requests:
-                    publisher.poll(0.05)
-                _serve_for(publisher, SETTLE_S)
-                started = time.perf_counter()
-            _replay(feed, publisher, day, per_batch, args.rate)
-        except KeyboardInterrupt:
-            interrupted = True
+        if args.wait_requests:
+            while publisher.stats.requests < args.wait_requests and not stop.requested:
+                publisher.poll(0.05)
+            _serve_for(publisher, SETTLE_S, stop)
+            started = time.perf_counter()
+        _replay(feed, publisher, day, per_batch, args.rate, stop)
+        interrupted = stop.requested
         elapsed = time.perf_counter() - started
         stats = feed.refresh_stats()
         publisher.finish()
@@ -177,19 +174,17 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             write_json(args.json, summary)
         if not interrupted and args.hold:
-            try:
-                _serve_for(publisher, None if args.hold < 0 else args.hold)
-            except KeyboardInterrupt:
-                pass
+            _serve_for(publisher, None if args.hold < 0 else args.hold, stop)
     return 0
 
 
-def _replay(feed: Any, publisher: Any, day: bytes, per_batch: int, msgs_per_s: float) -> None:
+def _replay(feed: Any, publisher: Any, day: bytes, per_batch: int, msgs_per_s: float, stop: StopRequest) -> None:
+    """Feed ``day`` in batches (decoder-sized, or ``per_batch`` messages paced at ``msgs_per_s``) until done or stopped."""
     view = memoryview(day)
     poll = publisher.poll
     if not per_batch:  # full speed, decoder-sized batches
         pos = 0
-        while pos < len(view):
+        while pos < len(view) and not stop.requested:
             used = feed.process(view[pos : pos + FULL_SPEED_CHUNK])
             if not used:
                 break
@@ -201,23 +196,21 @@ def _replay(feed: Any, publisher: Any, day: bytes, per_batch: int, msgs_per_s: f
     sent = 0
     process = feed.process
     for start, end, count in batches(day, per_batch):
+        if stop.requested:
+            return
         process(view[start:end])
         sent += count
         if msgs_per_s:
             due = t0 + sent / msgs_per_s
-            while (wait := due - clock()) > 0.002:
-                poll(wait)  # serve snapshot requests while pacing
+            while (wait := due - clock()) > 0.002 and not stop.requested:
+                poll(min(wait, 0.05))  # serve snapshot requests while pacing
             if wait > 0:
                 time.sleep(wait)
 
 
-def _serve_for(publisher: Any, seconds: float | None) -> None:
+def _serve_for(publisher: Any, seconds: float | None, stop: StopRequest) -> None:
     deadline = None if seconds is None else time.monotonic() + seconds
-    while deadline is None or time.monotonic() < deadline:
+    while (deadline is None or time.monotonic() < deadline) and not stop.requested:
         publisher.poll(0.05)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 

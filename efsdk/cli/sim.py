@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-from collections.abc import Iterator
 
 from pydantic import SecretStr, ValidationError
 
 from efsdk.cli._format import console, write_json
+from efsdk.cli._signals import stop_on_signals
 from efsdk.errors import ConfigError
 
 #: Environment variable with the simulator's order-entry password (argv is readable by every local user).
@@ -87,26 +85,6 @@ def record(exchange) -> dict:  # noqa: ANN001
     }
 
 
-@contextlib.contextmanager
-def _stop_on_signals(exchange) -> Iterator[None]:  # noqa: ANN001
-    """SIGINT and SIGTERM end the day at the exchange's next loop turn (a second one interrupts at once).
-
-    Raised as KeyboardInterrupt wherever it lands, a signal could stop a
-    book's SortedDict between its dict and its sorted keys, and closing the
-    day then failed on that book (seen as ``KeyError`` in ``close_session``).
-    """
-    def on_signal(signum: int, frame: object) -> None:
-        exchange.stop()
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run(args: argparse.Namespace) -> int:
     from efsdk.sim.exchange import Exchange  # noqa: PLC0415
 
@@ -118,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             f"[bold]efsdk sim[/]: {', '.join(config.symbols)}; ITCH/MoldUDP64 to {config.feed_host}:{config.feed_port}, "
             f"re-requests at {config.rerequest_host}:{exchange.rerequest_address[1]}, OUCH/SoupBinTCP at {host}:{port}"
         )
-        with _stop_on_signals(exchange):
+        with stop_on_signals(exchange.stop):
             exchange.run(args.duration)
         result = record(exchange)
     out.print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -201,3 +202,20 @@ def test_slow_subscriber_loses_messages_detects_gaps_and_resynchronises(tmp_path
     # a prompt subscriber on the same (deliberately tiny-buffered) publisher may lose a little on this
     # shared 2-core VM too; whatever it lost it recovered, and it never saw a wrong book
     assert fast_result["stats"]["snapshot_mismatches"] == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sidecar", [False, True], ids=["in-process", "sidecar"])
+def test_a_signal_mid_replay_ends_the_day_cleanly(tmp_path, itch_session, sig, sidecar):
+    """Ctrl-C or SIGTERM stop the replay at the next batch: final snapshots, summary, exit 0, no traceback."""
+    pub = Publisher(tmp_path, itch_session.path, "ipc", *(("--sidecar",) if sidecar else ()))
+    time.sleep(1.0)  # the paced replay is well under way, nowhere near its end
+    pub.proc.send_signal(sig)
+    code, _, err = _finish(pub.proc, 30)
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+    summary = json.loads((tmp_path / "publisher.json").read_text())
+    assert summary["interrupted"] is True
+    assert 0 < summary["messages"] < itch_session.messages
+    final = json.loads(pub.final_path.read_text())  # written after the interruption: the books were whole
+    assert sorted(final) == sorted(s.ticker for s in itch_session.symbols)
+    assert summary["publisher"]["snapshots"] >= len(final)

@@ -1,0 +1,41 @@
+"""Ctrl-C and SIGTERM that end a command at its next loop turn instead of raising mid-update."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+
+
+class StopRequest:
+    """Set by :func:`stop_on_signals`; loops look at :attr:`requested` once per turn."""
+
+    __slots__ = ("requested",)
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+
+@contextlib.contextmanager
+def stop_on_signals(on_stop: Callable[[], None]) -> Iterator[None]:
+    """Call ``on_stop`` on the first SIGINT or SIGTERM; a second one interrupts at once.
+
+    Raised as KeyboardInterrupt wherever it lands, a signal can stop a book's
+    SortedDict between its dict and its sorted keys, and whatever reads that
+    book next (closing the day, final snapshots) fails on it (seen as
+    ``KeyError`` in ``efsdk sim``'s ``close_session``).
+    """
+
+    def on_signal(signum: int, frame: object) -> None:
+        on_stop()
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
