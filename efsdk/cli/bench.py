@@ -291,6 +291,8 @@ def _register_publish(sub: Any) -> None:
                    help="publisher modes: 0 = every changed level, N = top-N window (default %(default)s)")  # fmt: skip
     p.add_argument("--no-sidecar", action="store_true",
                    help="measure only in-process publishers (default: each depth also from a publisher sidecar)")  # fmt: skip
+    p.add_argument("--no-sustained", action="store_true",
+                   help="leave out the sidecar modes with one-chunk queues (the sustained, throttled figure)")  # fmt: skip
     p.add_argument("--cache-dir", metavar="D", help="where generated sessions are kept")
     p.add_argument("--json", metavar="OUT", help="also write every round as JSON to OUT")
     p.set_defaults(func=run_publish)
@@ -315,27 +317,34 @@ def run_publish(args: argparse.Namespace) -> int:
         sess = bench.session(args.symbols, args.messages, args.seed, args.cache_dir)
         sess.reference_digests()
         modes = bench_publish.measure_overhead(sess, depths, args.rounds, progress=status.update,
-                                               sidecar=not args.no_sidecar)  # fmt: skip
+                                               sidecar=not args.no_sidecar, sustained=not args.no_sustained)  # fmt: skip
     table = Table(title=f"Publish cost on a full-rate replay: {sess.messages:,} msgs, {sess.symbols} symbols, "
                         f"{args.rounds} interleaved rounds (medians)", show_edge=False)  # fmt: skip
-    for name in ("mode", "replay s", "added", "publisher's own s", "sidecar done", "deltas", "levels sent", "goal"):
-        table.add_column(name, justify="left" if name == "mode" else "right")
+    for name in ("mode", "replay s", "added", "sustained", "own s", "sidecar done", "deltas", "levels sent",
+                 "goal"):  # fmt: skip
+        table.add_column(name, justify="left" if name == "mode" else "right", no_wrap=name == "mode")
     goal = bench_publish.GOAL_OVERHEAD
     for m in modes:
         median = statistics.median(m.seconds)
         if m.depth is None:
-            table.add_row(m.label, f"{median:.3f}", "", "", "", "", "", "")
+            table.add_row(m.label, f"{median:.3f}", "", "", "", "", "", "", "")
             continue
-        verdict = _verdict(m.overhead < goal, f"< {goal:.0%}")
+        # At full rate means sustained: a sidecar's queue only defers its pace.
+        verdict = _verdict(max(m.overhead, m.sustained_overhead) < goal, f"< {goal:.0%}")
         done = f"+{statistics.median(m.finish_seconds):.3f} s" if m.finish_seconds else ""
-        table.add_row(m.label, f"{median:.3f}", f"{m.overhead:+.0%}", f"{statistics.median(m.publisher_seconds):.3f}",
-                      done, f"{m.deltas:,}", f"{m.levels:,}", verdict)  # fmt: skip
+        table.add_row(m.label, f"{median:.3f}", f"{m.overhead:+.0%}", f"{m.sustained_overhead:+.0%}",
+                      f"{statistics.median(m.publisher_seconds):.3f}", done, f"{m.deltas:,}", f"{m.levels:,}",
+                      verdict)  # fmt: skip
     console.print(table)
-    console.print("added = median over rounds of (replay with the publisher / plain replay of the same round) - 1")
+    console.print("added = median over rounds of (replay with the publisher / plain replay of the same round) - 1; "
+                  "sustained = the same with the sidecar's own time (feed + sidecar done), the pace a day longer "
+                  "than its queue runs at (in process: = added); goal: both under it; own s = the publisher's "
+                  "own time (its stats)")  # fmt: skip
     if any(m.sidecar for m in modes):
         console.print("from a sidecar, the feed only forwards the ITCH bytes and the publisher's own time is spent "
                       "on another core; 'sidecar done' is how long after the feed's last byte the sidecar had "
-                      "published everything")  # fmt: skip
+                      "published everything; with 'queue 1' (one chunk each side) the feed already waits for the "
+                      "sidecar for the last part of this day (blocked_seconds in the JSON)")  # fmt: skip
     if args.json:
         write_json(args.json, {"session": sess.describe(), "modes": [m.as_dict() for m in modes]})
     return 0

@@ -147,8 +147,8 @@ def test_bench_without_subcommand_prints_help(tmp_path):
 
 
 def test_bench_publish_measures_every_mode_in_paired_rounds(tmp_path):
-    """`efsdk bench publish`: each mode, in-process and from a sidecar, replays, is checked, publishes,
-    and gets one ratio per round."""
+    """`efsdk bench publish`: each mode, in-process and from a sidecar (default and one-chunk queues),
+    replays, is checked, publishes, and gets one ratio per round."""
     out = tmp_path / "publish.json"
     proc = _efsdk(
         "bench", "publish", "--messages", str(MESSAGES), "--symbols", str(SYMBOLS), "--seed", "3",
@@ -156,18 +156,28 @@ def test_bench_publish_measures_every_mode_in_paired_rounds(tmp_path):
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    modes = {(m["depth"], m["sidecar"]): m for m in json.loads(out.read_text())["modes"]}
-    assert sorted(modes, key=str) == [(0, False), (0, True), (3, False), (3, True), (None, False)]
-    assert modes[None, False]["ratios"] == [] and len(modes[None, False]["seconds"]) == ROUNDS
-    for (depth, sidecar), m in modes.items():
+    modes = {(m["depth"], m["sidecar"], m["queue"]): m for m in json.loads(out.read_text())["modes"]}
+    assert sorted(modes, key=str) == [
+        (0, False, None), (0, True, 1), (0, True, None), (3, False, None), (3, True, 1), (3, True, None),
+        (None, False, None),
+    ]  # fmt: skip
+    assert modes[None, False, None]["ratios"] == [] and len(modes[None, False, None]["seconds"]) == ROUNDS
+    for (depth, sidecar, _), m in modes.items():
         if depth is None:
             continue
         assert len(m["seconds"]) == len(m["ratios"]) == len(m["publisher_seconds"]) == ROUNDS
-        assert len(m["finish_seconds"]) == (ROUNDS if sidecar else 0)
+        assert len(m["finish_seconds"]) == len(m["blocked_seconds"]) == len(m["sustained_ratios"]) == (
+            ROUNDS if sidecar else 0
+        )
+        # the sidecar's own pace includes the feed's time: never faster than what the feed saw
+        assert all(s >= r for s, r in zip(m["sustained_ratios"], m["ratios"], strict=False))
+        assert sidecar or m["sustained_overhead"] == m["overhead"]
         assert all(r > 0 for r in m["ratios"]) and m["deltas"] > 0 and m["levels"] > 0
         assert _cells(proc.stdout, m["mode"])[2].endswith("%")
     # a 3-level window sends fewer level rows than every change, wherever it runs
-    assert modes[3, False]["levels"] < modes[0, False]["levels"] and modes[3, True]["levels"] < modes[0, True]["levels"]
+    for key in ((False, None), (True, None), (True, 1)):
+        assert modes[(3, *key)]["levels"] < modes[(0, *key)]["levels"], key
+    assert "sidecar, queue 1: publish top 3 levels" in proc.stdout
     only = _efsdk("bench", "publish", "--messages", str(MESSAGES), "--symbols", str(SYMBOLS), "--seed", "3",
                   "--rounds", "1", "--depths", "3", "--no-sidecar", "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)  # fmt: skip
     assert only.returncode == 0 and "sidecar:" not in only.stdout and "publish top 3 levels" in only.stdout
