@@ -14,7 +14,10 @@ Python) and keeps one :class:`L2Book` per symbol.  Synchronisation, per topic:
    an older seq is a duplicate and is skipped (``duplicates``);
 4. a periodic snapshot whose seq equals the live book's is *checked* against
    the book built from deltas (``snapshot_checks``; a difference is counted
-   in ``snapshot_mismatches``, logged once, and the snapshot adopted).
+   in ``snapshot_mismatches``, logged once, and the snapshot adopted); one
+   ahead of the live book means stream messages were lost (a gap).  A
+   *reply* ahead of a live book is not: it comes over its own connection and
+   may overtake the stream, so it is ignored (``replies_ahead``).
 
 A snapshot with ``FLAG_FINAL`` marks the end of the publisher's stream
 (:attr:`L2Book.final`).  Malformed messages are counted (``decode_errors``),
@@ -120,6 +123,7 @@ class SubscriberStats:
     request_timeouts: int = 0
     replies: int = 0
     stale_replies: int = 0
+    replies_ahead: int = 0  # reply snapshots newer than a book already live from the stream: ignored
     reply_errors: int = 0
     decode_errors: int = 0
     foreign_topics: int = 0  # messages for a topic not subscribed (the socket filter should make this 0)
@@ -391,9 +395,14 @@ class BookSubscriber(Resource):
         book.synced = False
         self._want.add(book.symbol)
 
-    def _on_snapshot(self, book: L2Book, snap: Snapshot) -> None:
+    def _on_snapshot(self, book: L2Book, snap: Snapshot, on_stream: bool = True) -> None:
         stats = self.stats
         if book.synced:
+            if snap.seq > book.seq and not on_stream:
+                # A reply travels on its own connection and can overtake the stream messages
+                # before it: they are in flight, not lost.  The stream shows any real loss.
+                stats.replies_ahead += 1
+                return
             if snap.seq < book.seq:
                 stats.stale_snapshots += 1
                 return
@@ -515,7 +524,7 @@ class BookSubscriber(Resource):
             if book is None:
                 stats.foreign_topics += 1
                 continue
-            self._on_snapshot(book, snap)
+            self._on_snapshot(book, snap, on_stream=False)
         # anything in the request still not live (a hole after its snapshot) is asked for again
         self._want.update(s for s in out[1] if not self.books[s].synced)
 
