@@ -25,9 +25,11 @@ Two phases per backend:
   digits); the first :data:`WARMUP_FRAMES` datagrams are not recorded.
 * **throughput** - as many sender processes as spare CPUs (at most 4), each
   sending small datagrams flat out for ``seconds`` (:data:`SENDERS`: by
-  default one prebuilt frame through an AF_PACKET socket that bypasses the
-  qdisc, ``sendmmsg`` 256 a call in C; a Python ``sendto`` loop when the
-  native module is missing); frames/s handed
+  default one prebuilt frame transmitted by the kernel itself through XDP's
+  live-frames test mode, with an XDP_PASS program held on the rx veth so it
+  takes them; or through an AF_PACKET socket that bypasses the qdisc,
+  ``sendmmsg`` 256 a call in C; a Python ``sendto`` loop when the native
+  module is missing); frames/s handed
   to Python (``len(batch)`` summed, batches consumed), ``kernel_drops`` from
   the source stats, and the offered rate the senders actually achieved.
   Frames lost before any socket or ring (the veth backlog queue,
@@ -84,6 +86,10 @@ TARGETS = {
 }
 #: Throughput-phase senders, fastest first (a missing native module falls back to "python").
 SENDERS = {
+    # In the kernel: XDP's live-frames test mode runs an XDP_TX program over copies of one frame
+    # (xdp-trafficgen's mechanism): no socket or skb on the sending side, >1 M frames/s from one
+    # core here.  The rx veth needs an XDP program to take them: receivers attach XDP_PASS.
+    "xdp": "in-kernel XDP live frames (BPF_PROG_TEST_RUN, XDP_TX), one prebuilt frame",
     # The frame, built once (Ethernet/IPv4/UDP to the group's MAC), through an AF_PACKET socket with
     # PACKET_QDISC_BYPASS: skips the sender's UDP/IP/qdisc work, ~2.5x "udp" on this VM.
     "raw": "native sendmmsg of a prebuilt frame, AF_PACKET, qdisc bypass",
@@ -141,7 +147,7 @@ def veth_wire() -> Iterator[NetnsPair]:
 
 
 def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds: float, rate: int,
-         start_at: float, sender: str = "raw", tx_if: str | None = None,
+         start_at: float, sender: str = "xdp", tx_if: str | None = None,
          cpu: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Send ``PAYLOAD_SIZE``-byte datagrams to ``dst:port`` for ``seconds``: paced at ``rate``/s, or flat out (0).
 
@@ -176,11 +182,11 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
         raise ValueError(f"unknown sender {sender!r}; one of {', '.join(SENDERS)}")
     elif sender != "python" and _native_blast() is None:
         sender = "python"
-    raw = None
-    if sender == "raw":
-        if not tx_if:
-            raise ValueError("the raw sender needs tx_if, the interface to send from")
-        raw = _raw_socket(tx_if)
+    elif sender == "xdp" and not hasattr(_native_lib(), "efsdk_xdp_blast"):
+        sender = "raw"
+    if sender in ("xdp", "raw") and not tx_if:
+        raise ValueError(f"the {sender} sender needs tx_if, the interface to send from")
+    raw = _raw_socket(tx_if) if sender == "raw" else None
     t0 = clock()
     end = t0 + seconds
     if rate > 0:
@@ -203,16 +209,15 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
             nxt += gap
             if nxt < now - 0.01:  # fell > 10 ms behind (descheduled): do not burst to catch up
                 nxt = now
+    elif sender == "xdp":
+        frame = _frame(data, dst, port, src_addr, s.getsockname()[1], tx_if)  # type: ignore[arg-type]
+        sent, errors = _xdp_blast(tx_if, frame, seconds)  # type: ignore[arg-type]
     elif sender in ("raw", "udp"):
         # sendmmsg in C, 256 datagrams a call: offers several times what a
         # Python sendto() loop can, so the receiver, not the sender, is measured.
         if raw is not None:
-            from efsdk.pcap import udp_frame
-
-            mac = open(f"/sys/class/net/{tx_if}/address").read().strip()
             fd = raw.fileno()
-            data = udp_frame(data, dst, port, src_ip=src_addr, src_port=s.getsockname()[1],
-                             src_mac=bytes.fromhex(mac.replace(":", "")), ttl=1)  # fmt: skip
+            data = _frame(data, dst, port, src_addr, s.getsockname()[1], tx_if)  # type: ignore[arg-type]
         else:
             s.connect(addr)
             fd = s.fileno()
@@ -232,6 +237,52 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
     if raw is not None:
         raw.close()
     return {"sent": sent, "errors": errors, "elapsed": elapsed, "sender": sender}
+
+
+def _frame(payload: bytes, dst: str, port: int, src_addr: str, src_port: int, tx_if: str) -> bytes:
+    """The whole Ethernet/IPv4/UDP frame the kernel would send for ``payload`` (TTL 1, group MAC)."""
+    from efsdk.pcap import udp_frame
+
+    mac = open(f"/sys/class/net/{tx_if}/address").read().strip()
+    return udp_frame(payload, dst, port, src_ip=src_addr, src_port=src_port,
+                     src_mac=bytes.fromhex(mac.replace(":", "")), ttl=1)  # fmt: skip
+
+
+def _native_lib() -> Any:
+    from efsdk._native_sources import lib
+
+    return lib
+
+
+def _xdp_blast(tx_if: str, frame: bytes, seconds: float) -> tuple[int, int]:
+    """``(frames XDP_TX took, syscalls)`` from the in-kernel sender out of ``tx_if``."""
+    import socket
+
+    from efsdk._native_sources import ffi
+
+    out_sent, out_calls = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    rc = _native_lib().efsdk_xdp_blast(socket.if_nametoindex(tx_if), frame, len(frame), int(seconds * 1e9),
+                                       out_sent, out_calls)  # fmt: skip
+    if rc < 0:
+        raise OSError(-rc, f"XDP live-frames send out of {tx_if} failed (needs Linux >= 5.18 and root): "
+                           f"{os.strerror(-rc)}; try --sender raw")  # fmt: skip
+    return out_sent[0], 0
+
+
+def xdp_pass_link(rx_if: str) -> int | None:
+    """Attach XDP_PASS to ``rx_if`` so a veth takes XDP_TX frames from its peer; the link fd (close to detach).
+
+    None when the native module lacks it.  Raises OSError if the kernel refuses.
+    """
+    import socket
+
+    lib = _native_lib()
+    if not hasattr(lib, "efsdk_xdp_pass_attach"):
+        return None
+    fd = lib.efsdk_xdp_pass_attach(socket.if_nametoindex(rx_if))
+    if fd < 0:
+        raise OSError(-fd, f"attaching XDP_PASS to {rx_if} failed: {os.strerror(-fd)}")
+    return fd
 
 
 def _native_blast() -> Callable[[int, bytes, float, str], tuple[int, int]] | None:
@@ -299,9 +350,23 @@ def _raw_socket(tx_if: str) -> Any:
 
 
 def receive(ready: Callable[[], None], backend: str, rx_if: str, rx_addr: str, mode: str, seconds: float,
-            busy: bool, cpu: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """Receive on ``backend`` until the traffic stops; latency histogram (``mode="latency"``) or counts."""
+            busy: bool, cpu: int | None = None, xdp_pass: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Receive on ``backend`` until the traffic stops; latency histogram (``mode="latency"``) or counts.
+
+    ``xdp_pass``: hold an XDP_PASS program on ``rx_if`` meanwhile (the ``xdp`` sender needs one;
+    AF_XDP brings its own).
+    """
     _pin(cpu)
+    link = xdp_pass_link(rx_if) if xdp_pass and backend != "afxdp" else None
+    try:
+        return _receive(ready, backend, rx_if, rx_addr, mode, seconds, busy)
+    finally:
+        if link is not None:
+            os.close(link)
+
+
+def _receive(ready: Callable[[], None], backend: str, rx_if: str, rx_addr: str, mode: str, seconds: float,
+             busy: bool) -> dict[str, Any]:  # fmt: skip
     if backend == "python-loop":
         return _receive_loop(ready, rx_addr, mode, seconds, busy)
     import dataclasses
@@ -450,12 +515,13 @@ def _percentiles(lat_ns: list[int]) -> dict[str, Any]:
 
 
 def _phase(w: NetnsPair, backend: str, mode: str, seconds: float, rate: int, senders: int,
-           busy: bool, sender: str = "raw") -> dict[str, Any]:  # fmt: skip
+           busy: bool, sender: str = "xdp") -> dict[str, Any]:  # fmt: skip
     children: list[Worker] = []
     rx_cpu, tx_cpus = cpu_plan(senders)
     try:
         rx = start_in_ns(w.rx_ns, f"{__name__}:receive", backend=backend, rx_if=w.rx_if, rx_addr=w.rx_addr,
-                         mode=mode, seconds=seconds, busy=busy, cpu=rx_cpu)  # fmt: skip
+                         mode=mode, seconds=seconds, busy=busy, cpu=rx_cpu,
+                         xdp_pass=mode == "throughput" and sender == "xdp")  # fmt: skip
         children.append(rx)
         rx.wait_ready()
         start_at = time.time() + 0.3 + 0.1 * senders
@@ -492,7 +558,7 @@ def run(
     *,
     backends: list[str] | None = None,
     senders: int | None = None,
-    sender: str = "raw",
+    sender: str = "xdp",
     steer: str = "sender",
     busy: bool = False,
     progress: Any = None,

@@ -7,7 +7,8 @@ quick local build that touches nothing but this module::
 
 The contract is ``frame_source.h``; the backends are ``src_udp.c`` (kernel UDP,
 recvmmsg) and ``src_afpacket.c`` (PACKET_RX_RING, TPACKET_V2/V3, parsing in
-``netparse.h``); ``udp_blast.c`` is the benchmark's sendmmsg sender; the
+``netparse.h``); ``udp_blast.c`` and ``xdp_blast.c`` are the benchmark's
+senders (sendmmsg; XDP live frames); the
 cffi declarations are in ``sources.cdef``.  Linux only:
 elsewhere the module is simply not built and ``efsdk.sources`` says so.
 """
@@ -39,7 +40,7 @@ def make_ffibuilder(path=common.source_path) -> FFI:
     ffi.set_source(
         "efsdk._native_sources",
         '#include "frame_source.h"\n',
-        sources=[path("src_udp.c"), path("src_afpacket.c"), path("udp_blast.c")],
+        sources=[path("src_udp.c"), path("src_afpacket.c"), path("udp_blast.c"), path("xdp_blast.c")],
         include_dirs=[path(".")],
         depends=[path("frame_source.h"), path("poll_wait.h"), path("netparse.h"), path("mcast_join.h"), path("sources.cdef")],
         extra_compile_args=_CFLAGS,

@@ -151,6 +151,13 @@ int efsdk_afpacket_available(int tpacket_version); /* 1 if compiled in */
  * `duration_ns`, `batch` per sendmmsg.  0 or -errno; *errors counts full-queue retries. */
 int efsdk_udp_blast(int fd, const uint8_t *payload, uint32_t len, uint32_t batch, uint64_t duration_ns,
                     uint64_t *sent, uint64_t *errors);
+/* Benchmark sender in the kernel (xdp_blast.c): `frame` transmitted out of `ifindex` by XDP_TX in
+ * XDP live-frames test mode for `duration_ns`; *sent counts frames XDP_TX took.  0 or -errno. */
+int efsdk_xdp_blast(int ifindex, const uint8_t *frame, uint32_t len, uint64_t duration_ns, uint64_t *sent,
+                    uint64_t *calls);
+/* Attach an XDP_PASS program to `ifindex` through a BPF link (a veth then accepts XDP_TX frames
+ * from its peer); returns the link fd (close it to detach) or -errno. */
+int efsdk_xdp_pass_attach(int ifindex);
 
 static inline int efsdk_sources_version(void) { return EFSDK_SOURCES_VERSION; }
 

@@ -292,7 +292,7 @@ def _register_publish(sub: Any) -> None:
     p.add_argument("--no-sidecar", action="store_true",
                    help="measure only in-process publishers (default: each depth also from a publisher sidecar)")  # fmt: skip
     p.add_argument("--no-sustained", action="store_true",
-                   help="leave out the sidecar modes with one-chunk queues (the sustained, throttled figure)")  # fmt: skip
+                   help="leave out the sidecar modes with one-chunk queues (which show the feed throttled to the sidecar)")  # fmt: skip
     p.add_argument("--cache-dir", metavar="D", help="where generated sessions are kept")
     p.add_argument("--json", metavar="OUT", help="also write every round as JSON to OUT")
     p.set_defaults(func=run_publish)
@@ -367,7 +367,7 @@ def _register_wire(sub: Any) -> None:
     w.add_argument("--rate", type=int, default=bench_wire.DEFAULT_RATE,
                    help="paced sender rate of the latency phase, datagrams/s (default %(default)s)")  # fmt: skip
     w.add_argument("--senders", type=int, help="sender processes of the throughput phase (default: spare CPUs, <= 4)")
-    w.add_argument("--sender", choices=list(bench_wire.SENDERS), default="raw",
+    w.add_argument("--sender", choices=list(bench_wire.SENDERS), default="xdp",
                    help="how the throughput phase sends: " + "; ".join(f"{k}: {v}" for k, v in bench_wire.SENDERS.items())
                    + " (default %(default)s)")  # fmt: skip
     w.add_argument("--steer", choices=list(bench_wire.STEERING), default="sender",

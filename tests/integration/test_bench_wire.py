@@ -41,7 +41,7 @@ def test_bench_wire_json(tmp_path):
     assert measured <= set(BACKENDS) and {"udp", "afpacket-v3", "afpacket-v2", "python-loop"} <= measured
     assert set(doc["backends"]) == measured
     assert set(doc["verdicts"]) == measured
-    assert doc["config"]["sender"] == "raw" and doc["config"]["steer"] == "sender"
+    assert doc["config"]["sender"] == "xdp" and doc["config"]["steer"] == "sender"
     assert doc["config"]["seconds"] == 1 and doc["config"]["rate"] == 2000
     for name, r in doc["backends"].items():
         lat, thr = r["latency"], r["throughput"]
@@ -61,10 +61,11 @@ def _rps_wakeups() -> list[int]:
         return [int(line.split()[9], 16) for line in f]
 
 
-@pytest.mark.parametrize("steer", ["sender", "receiver"])
-def test_raw_sender_reaches_a_udp_socket_and_steering_moves_receive_work(steer):
-    """The raw sender's prebuilt frames are datagrams the kernel's UDP stack delivers to the group's socket;
-    ``steer="receiver"`` hands the veth's receive work to the receiver's CPU (RPS), ``"sender"`` does not."""
+@pytest.mark.parametrize(("sender", "steer"), [("xdp", "sender"), ("xdp", "receiver"), ("raw", "sender")])
+def test_frame_senders_reach_a_udp_socket_and_steering_moves_receive_work(sender, steer):
+    """The in-kernel (XDP live frames) and raw senders' prebuilt frames are datagrams the kernel's UDP
+    stack delivers to the group's socket; ``steer="receiver"`` hands the veth's receive work to the
+    receiver's CPU (RPS), ``"sender"`` does not."""
     from efsdk import bench_wire
 
     _skip_unless_the_bench_can_run()
@@ -72,10 +73,10 @@ def test_raw_sender_reaches_a_udp_socket_and_steering_moves_receive_work(steer):
     if rx_cpu is None:
         pytest.skip("one CPU: nothing to steer between")
     before = _rps_wakeups()
-    doc = bench_wire.run(0.3, 2000, backends=["udp"], senders=1, sender="raw", steer=steer)
+    doc = bench_wire.run(0.3, 2000, backends=["udp"], senders=1, sender=sender, steer=steer)
     after = _rps_wakeups()
     thr = doc["backends"]["udp"]["throughput"]
-    assert thr["sender"] == "raw" and doc["config"]["steer"] == steer
+    assert thr["sender"] == sender and doc["config"]["steer"] == steer
     assert thr["sent"] > 1000 and thr["frames"] > 0  # well-formed IPv4/UDP to the group, or none would arrive
     assert thr["frames"] + thr["stats"]["kernel_drops"] <= thr["sent"]  # nothing counted twice
     handed_over = after[rx_cpu] - before[rx_cpu]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 import pytest
@@ -50,3 +51,17 @@ def test_blast_refuses_bad_arguments():
         assert lib.efsdk_udp_blast(s.fileno(), b"x", 1, 2000, 1000, sent, errors) == -errno.EINVAL
         # not connected: the kernel's error comes back as -errno, never a crash
         assert lib.efsdk_udp_blast(s.fileno(), b"x", 1, 8, 1_000_000, sent, errors) == -errno.EDESTADDRREQ
+
+
+def test_xdp_sender_refuses_bad_arguments_and_missing_interfaces():
+    """The in-kernel sender (its traffic test is tests/integration/test_bench_wire.py, inside namespaces)."""
+    from efsdk._native_sources import ffi, lib
+
+    sent, calls = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    frame = bytes(60)
+    assert lib.efsdk_xdp_blast(0, frame, len(frame), 1000, sent, calls) == -errno.EINVAL
+    assert lib.efsdk_xdp_blast(1, frame, 13, 1000, sent, calls) == -errno.EINVAL  # shorter than Ethernet
+    assert lib.efsdk_xdp_pass_attach(0) == -errno.EINVAL
+    if os.geteuid() == 0:  # as root the program loads; an interface that does not exist: the kernel's -errno
+        assert lib.efsdk_xdp_blast(2_000_000_000, frame, len(frame), 1_000_000, sent, calls) == -errno.ENODEV
+        assert lib.efsdk_xdp_pass_attach(2_000_000_000) in (-errno.ENODEV, -errno.EINVAL)  # EINVAL on 6.18
