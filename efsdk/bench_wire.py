@@ -89,6 +89,7 @@ SENDERS = {
     # In the kernel: XDP's live-frames test mode runs an XDP_TX program over copies of one frame
     # (xdp-trafficgen's mechanism): no socket or skb on the sending side, >1 M frames/s from one
     # core here.  The rx veth needs an XDP program to take them: receivers attach XDP_PASS.
+    # Probed first (XDP_DROP, nothing sent); Linux < 5.18 falls back to "raw".
     "xdp": "in-kernel XDP live frames (BPF_PROG_TEST_RUN, XDP_TX), one prebuilt frame",
     # The frame, built once (Ethernet/IPv4/UDP to the group's MAC), through an AF_PACKET socket with
     # PACKET_QDISC_BYPASS: skips the sender's UDP/IP/qdisc work, ~2.5x "udp" on this VM.
@@ -182,10 +183,12 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
         raise ValueError(f"unknown sender {sender!r}; one of {', '.join(SENDERS)}")
     elif sender != "python" and _native_blast() is None:
         sender = "python"
-    elif sender == "xdp" and not hasattr(_native_lib(), "efsdk_xdp_blast"):
-        sender = "raw"
     if sender in ("xdp", "raw") and not tx_if:
         raise ValueError(f"the {sender} sender needs tx_if, the interface to send from")
+    if sender == "xdp":
+        xdp_frame = _frame(data, dst, port, src_addr, s.getsockname()[1], tx_if)  # type: ignore[arg-type]
+        if not _xdp_live_frames(tx_if, xdp_frame):  # type: ignore[arg-type]
+            sender = "raw"  # a kernel before 5.18: the next best sender
     raw = _raw_socket(tx_if) if sender == "raw" else None
     t0 = clock()
     end = t0 + seconds
@@ -210,8 +213,7 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
             if nxt < now - 0.01:  # fell > 10 ms behind (descheduled): do not burst to catch up
                 nxt = now
     elif sender == "xdp":
-        frame = _frame(data, dst, port, src_addr, s.getsockname()[1], tx_if)  # type: ignore[arg-type]
-        sent, errors = _xdp_blast(tx_if, frame, seconds)  # type: ignore[arg-type]
+        sent, errors = _xdp_blast(tx_if, xdp_frame, seconds)  # type: ignore[arg-type]
     elif sender in ("raw", "udp"):
         # sendmmsg in C, 256 datagrams a call: offers several times what a
         # Python sendto() loop can, so the receiver, not the sender, is measured.
@@ -267,6 +269,16 @@ def _xdp_blast(tx_if: str, frame: bytes, seconds: float) -> tuple[int, int]:
         raise OSError(-rc, f"XDP live-frames send out of {tx_if} failed (needs Linux >= 5.18 and root): "
                            f"{os.strerror(-rc)}; try --sender raw")  # fmt: skip
     return out_sent[0], 0
+
+
+def _xdp_live_frames(tx_if: str, frame: bytes) -> bool:
+    """Whether this kernel runs XDP live frames on ``tx_if`` (probed with XDP_DROP: nothing is sent)."""
+    import socket
+
+    lib = _native_lib()
+    if not hasattr(lib, "efsdk_xdp_live_frames_probe"):
+        return False
+    return lib.efsdk_xdp_live_frames_probe(socket.if_nametoindex(tx_if), frame, len(frame)) == 0
 
 
 def xdp_pass_link(rx_if: str) -> int | None:

@@ -155,6 +155,9 @@ int efsdk_udp_blast(int fd, const uint8_t *payload, uint32_t len, uint32_t batch
  * XDP live-frames test mode for `duration_ns`; *sent counts frames XDP_TX took.  0 or -errno. */
 int efsdk_xdp_blast(int ifindex, const uint8_t *frame, uint32_t len, uint64_t duration_ns, uint64_t *sent,
                     uint64_t *calls);
+/* 0 if this kernel runs XDP live frames on `ifindex` (one frame through XDP_DROP: nothing is sent),
+ * else -errno (Linux < 5.18: -EINVAL). */
+int efsdk_xdp_live_frames_probe(int ifindex, const uint8_t *frame, uint32_t len);
 /* Attach an XDP_PASS program to `ifindex` through a BPF link (a veth then accepts XDP_TX frames
  * from its peer); returns the link fd (close it to detach) or -errno. */
 int efsdk_xdp_pass_attach(int ifindex);

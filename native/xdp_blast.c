@@ -59,6 +59,26 @@ static int load_verdict_prog(int32_t verdict)
     return fd < 0 ? -errno : fd;
 }
 
+/* One BPF_PROG_TEST_RUN of `prog` over `repeat` live copies of `frame` "received" on `ifindex`. */
+static int run_live(int prog, int ifindex, const uint8_t *frame, uint32_t len, uint32_t repeat)
+{
+    struct xdp_md ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.data_end = len;
+    ctx.ingress_ifindex = (uint32_t)ifindex;
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.test.prog_fd = (uint32_t)prog;
+    attr.test.data_in = (uint64_t)(uintptr_t)frame;
+    attr.test.data_size_in = len;
+    attr.test.ctx_in = (uint64_t)(uintptr_t)&ctx;
+    attr.test.ctx_size_in = sizeof(ctx);
+    attr.test.repeat = repeat;
+    attr.test.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
+    attr.test.batch_size = XDP_BLAST_BATCH;
+    return sys_bpf(BPF_PROG_TEST_RUN, &attr) < 0 ? -errno : 0;
+}
+
 int efsdk_xdp_blast(int ifindex, const uint8_t *frame, uint32_t len, uint64_t duration_ns, uint64_t *sent,
                     uint64_t *calls)
 {
@@ -68,32 +88,31 @@ int efsdk_xdp_blast(int ifindex, const uint8_t *frame, uint32_t len, uint64_t du
     int prog = load_verdict_prog(XDP_TX);
     if (prog < 0)
         return prog;
-    struct xdp_md ctx;
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.data_end = len;
-    ctx.ingress_ifindex = (uint32_t)ifindex;
     int rc = 0;
     uint64_t end = now_ns() + duration_ns;
     while (now_ns() < end) {
-        union bpf_attr attr;
-        memset(&attr, 0, sizeof(attr));
-        attr.test.prog_fd = (uint32_t)prog;
-        attr.test.data_in = (uint64_t)(uintptr_t)frame;
-        attr.test.data_size_in = len;
-        attr.test.ctx_in = (uint64_t)(uintptr_t)&ctx;
-        attr.test.ctx_size_in = sizeof(ctx);
-        attr.test.repeat = XDP_BLAST_REPEAT;
-        attr.test.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
-        attr.test.batch_size = XDP_BLAST_BATCH;
-        if (sys_bpf(BPF_PROG_TEST_RUN, &attr) < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            break;
+        rc = run_live(prog, ifindex, frame, len, XDP_BLAST_REPEAT);
+        if (rc == -EINTR) {
+            rc = 0;
+            continue;
         }
+        if (rc < 0)
+            break;
         (*calls)++;
         *sent += XDP_BLAST_REPEAT; /* run through XDP_TX; the driver may still drop some */
     }
+    close(prog);
+    return rc;
+}
+
+int efsdk_xdp_live_frames_probe(int ifindex, const uint8_t *frame, uint32_t len)
+{
+    if (ifindex <= 0 || frame == NULL || len < 14)
+        return -EINVAL;
+    int prog = load_verdict_prog(XDP_DROP); /* the same kernel path, and nothing leaves */
+    if (prog < 0)
+        return prog;
+    int rc = run_live(prog, ifindex, frame, len, 1);
     close(prog);
     return rc;
 }

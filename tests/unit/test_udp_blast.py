@@ -62,6 +62,10 @@ def test_xdp_sender_refuses_bad_arguments_and_missing_interfaces():
     assert lib.efsdk_xdp_blast(0, frame, len(frame), 1000, sent, calls) == -errno.EINVAL
     assert lib.efsdk_xdp_blast(1, frame, 13, 1000, sent, calls) == -errno.EINVAL  # shorter than Ethernet
     assert lib.efsdk_xdp_pass_attach(0) == -errno.EINVAL
+    assert lib.efsdk_xdp_live_frames_probe(0, frame, len(frame)) == -errno.EINVAL
     if os.geteuid() == 0:  # as root the program loads; an interface that does not exist: the kernel's -errno
         assert lib.efsdk_xdp_blast(2_000_000_000, frame, len(frame), 1_000_000, sent, calls) == -errno.ENODEV
         assert lib.efsdk_xdp_pass_attach(2_000_000_000) in (-errno.ENODEV, -errno.EINVAL)  # EINVAL on 6.18
+        assert lib.efsdk_xdp_live_frames_probe(2_000_000_000, frame, len(frame)) == -errno.ENODEV
+        # loopback exists everywhere; XDP_DROP sends nothing.  0 on Linux >= 5.18, -EINVAL before
+        assert lib.efsdk_xdp_live_frames_probe(socket.if_nametoindex("lo"), frame, len(frame)) in (0, -errno.EINVAL)
