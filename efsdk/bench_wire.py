@@ -337,9 +337,19 @@ def cpu_plan(senders: int) -> tuple[int | None, list[int | None]]:
     return cpus[-1], [rest[i % len(rest)] for i in range(senders)]
 
 
+def cpu_mask(cpu: int) -> str:
+    """``cpu`` as a sysfs cpumask: hex in comma-separated 32-bit groups (CPU 32 is ``1,00000000``)."""
+    digits = format(1 << cpu, "x")
+    groups = []
+    while digits:
+        digits, group = digits[:-8], digits[-8:]
+        groups.append(group.rjust(8, "0") if digits else group)
+    return ",".join(reversed(groups))
+
+
 def _steer(w: NetnsPair, cpu: int | None) -> None:
     """Run the rx veth's receive processing (softirq) on ``cpu`` through RPS; ``None``: where it is sent."""
-    mask = "0" if cpu is None else format(1 << cpu, "x")
+    mask = "0" if cpu is None else cpu_mask(cpu)
     path = f"/sys/class/net/{w.rx_if}/queues/rx-0/rps_cpus"
     # sysfs shows a namespace's own devices only inside it
     subprocess.run(["ip", "netns", "exec", w.rx_ns, "sh", "-c", f"echo {mask} > {path}"], check=True,
