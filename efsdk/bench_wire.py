@@ -245,7 +245,8 @@ def _frame(payload: bytes, dst: str, port: int, src_addr: str, src_port: int, tx
     """The whole Ethernet/IPv4/UDP frame the kernel would send for ``payload`` (TTL 1, group MAC)."""
     from efsdk.pcap import udp_frame
 
-    mac = open(f"/sys/class/net/{tx_if}/address").read().strip()
+    with open(f"/sys/class/net/{tx_if}/address") as f:
+        mac = f.read().strip()
     return udp_frame(payload, dst, port, src_ip=src_addr, src_port=src_port,
                      src_mac=bytes.fromhex(mac.replace(":", "")), ttl=1)  # fmt: skip
 
@@ -257,7 +258,7 @@ def _native_lib() -> Any:
 
 
 def _xdp_blast(tx_if: str, frame: bytes, seconds: float) -> tuple[int, int]:
-    """``(frames XDP_TX took, syscalls)`` from the in-kernel sender out of ``tx_if``."""
+    """``(frames XDP_TX took, 0)`` from the in-kernel sender out of ``tx_if`` (the 0 fills the send-error slot)."""
     import socket
 
     from efsdk._native_sources import ffi
