@@ -23,8 +23,8 @@ books wrong for the rest of the day.  The control socket holds up to
 sidecar's (a chunk is :data:`FORWARD_BYTES` or one decode batch, whichever is
 larger: ~40 MB to ~600 MB in flight); a sidecar that falls that far behind
 makes the forwarder wait (counted in :attr:`SidecarStats.blocked_seconds`);
-one that takes nothing for ``stall_timeout`` (alive but hung or stopped) is
-killed, counted in :attr:`SidecarStats.killed_hung`, and treated as dead.
+one that makes no progress for ``stall_timeout`` (alive but stopped, or
+blocked without using the CPU) is killed, counted in :attr:`SidecarStats.killed_hung`, and treated as dead.
 So the feed runs free only while the sidecar keeps up on average: the
 sidecar decodes and builds the books as well as publishing, so at a sustained
 full replay rate it is the slower of the two, and a day longer than the
@@ -81,10 +81,10 @@ FORWARD_HWM = 128
 SIDECAR_RCVHWM = 16
 #: How long start() waits for the sidecar to import, bind and say so.
 START_TIMEOUT_S = 60.0
-#: A sidecar that takes no chunk for this long while the queue is full is hung (alive, not
-#: reading: stopped, deadlocked): it is killed and the feed runs on without it.  Generous,
-#: because a full queue frees space only as the sidecar works through about half of it
-#: (ZeroMQ's low-water mark), which on a replay's 4 MiB batches takes seconds.
+#: A sidecar that uses no CPU for this long while the queue is full is hung (alive but
+#: stopped or deadlocked): it is killed and the feed runs on without it.  Progress is its
+#: CPU time, not chunks taken, because a full queue frees space only once the sidecar has
+#: worked through about half of it (ZeroMQ's low-water mark), which can take minutes.
 STALL_TIMEOUT_S = 30.0
 #: How long finish() waits for the sidecar to work through what it was sent.
 FINISH_TIMEOUT_S = 600.0
@@ -105,8 +105,9 @@ class SidecarStats:
     forwarded_bytes: int = 0
     forwarded_chunks: int = 0  # ZeroMQ messages sent to the sidecar
     blocked_seconds: float = 0.0  # time the feed waited because the sidecar was FORWARD_HWM chunks behind
+    max_blocked_seconds: float = 0.0  # the longest of those waits (one send)
     lost_bytes: int = 0  # ITCH bytes not forwarded because the sidecar had died
-    killed_hung: int = 0  # sidecars killed for taking nothing for stall_timeout with the queue full (0 or 1)
+    killed_hung: int = 0  # sidecars killed for no progress (CPU time) for stall_timeout with the queue full (0 or 1)
     finish_seconds: float = 0.0  # finish(): time until the sidecar had published everything it was sent
 
     def as_dict(self) -> dict[str, Any]:
@@ -296,21 +297,45 @@ class PublisherSidecar(Resource):
             return
         except zmq.Again:
             pass
-        started = time.perf_counter()  # the queue is full: the sidecar is far behind
+        started = last_progress = time.perf_counter()  # the queue is full: the sidecar is far behind
+        progress = self._cpu_progress()
         try:
             while not self._pair.poll(int(LIVENESS_S * 1000), zmq.POLLOUT):
                 self._check_alive()
-                if time.perf_counter() - started > self.stall_timeout:
+                now = time.perf_counter()
+                # ZeroMQ frees queue space only after about half the queue has drained, so a slow
+                # sidecar can take many chunks without one send going through: it is hung only if
+                # it also stopped using the CPU (stopped by a signal, deadlocked, blocked).
+                seen = self._cpu_progress()
+                if seen is not None and seen != progress:
+                    progress, last_progress = seen, now
+                elif now - last_progress > self.stall_timeout:
                     self.sidecar_stats.killed_hung += 1
-                    self._proc.kill()  # alive but not reading: waiting longer would stall the feed for good
+                    self._proc.kill()  # alive but not working: waiting longer would stall the feed for good
                     self._proc.wait()
                     raise PublishError(
-                        f"publisher sidecar took nothing for {self.stall_timeout:g} s with its queue full "
+                        f"publisher sidecar made no progress for {self.stall_timeout:g} s with its queue full "
                         f"(hung or stopped); killed it (pid {self._proc.pid})"
                     )
             self._pair.send(message, zmq.NOBLOCK, copy=False)
         finally:
-            self.sidecar_stats.blocked_seconds += time.perf_counter() - started
+            waited = time.perf_counter() - started
+            st = self.sidecar_stats
+            st.blocked_seconds += waited
+            st.max_blocked_seconds = max(st.max_blocked_seconds, waited)
+
+    def _cpu_progress(self) -> int | None:
+        """The sidecar's CPU ticks so far (user + system, all its threads), or None when not known.
+
+        Read from /proc/PID/stat (fields 14 and 15: the 12th and 13th after the
+        ``)`` closing the command name).  A stopped or blocked process's ticks stand still.
+        """
+        try:
+            with open(f"/proc/{self._proc.pid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+            return int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):  # not Linux, or it just exited (_check_alive reports that)
+            return None
 
     def _reply(self, timeout: float, what: str, *kinds: bytes) -> tuple[bytes, bytes]:
         """The next reply of one of ``kinds``; others are late answers to a request that timed out."""
