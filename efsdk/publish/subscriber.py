@@ -16,8 +16,10 @@ Python) and keeps one :class:`L2Book` per symbol.  Synchronisation, per topic:
    the book built from deltas (``snapshot_checks``; a difference is counted
    in ``snapshot_mismatches``, logged once, and the snapshot adopted); one
    ahead of the live book means stream messages were lost (a gap).  A
-   *reply* ahead of a live book is not: it comes over its own connection and
-   may overtake the stream, so it is ignored (``replies_ahead``).
+   *reply* ahead of a live book may not be: it comes over its own connection
+   and can overtake the stream, so it is held (``replies_ahead``).  If the
+   stream reaches its seq within ``request_timeout_s`` it is dropped;
+   otherwise the messages before it were lost: a gap, and it is adopted.
 
 A snapshot with ``FLAG_FINAL`` marks the end of the publisher's stream
 (:attr:`L2Book.final`).  Malformed messages are counted (``decode_errors``),
@@ -123,7 +125,7 @@ class SubscriberStats:
     request_timeouts: int = 0
     replies: int = 0
     stale_replies: int = 0
-    replies_ahead: int = 0  # reply snapshots newer than a book already live from the stream: ignored
+    replies_ahead: int = 0  # reply snapshots newer than a live book: held until the stream catches up (or a gap)
     reply_errors: int = 0
     decode_errors: int = 0
     foreign_topics: int = 0  # messages for a topic not subscribed (the socket filter should make this 0)
@@ -242,6 +244,8 @@ class BookSubscriber(Resource):
         self._poller.register(sub, zmq.POLLIN)
         self._poller.register(req, zmq.POLLIN)
         self._want: set[str] = set(config.symbols)  # topics that need a snapshot
+        # Replies ahead of a live book, per symbol: (snapshot, when it arrived), until the stream catches up.
+        self._ahead: dict[str, tuple[Snapshot, float]] = {}
         self._outstanding: tuple[int, tuple[str, ...], float] | None = None
         self._next_request_id = 1
         self._logged: set[str] = set()
@@ -286,7 +290,10 @@ class BookSubscriber(Resource):
                     break
                 handled += 1
                 handle(frames)
-        self._maybe_request(time.monotonic())
+        now = time.monotonic()
+        if self._ahead:
+            self._settle_replies_ahead(now)
+        self._maybe_request(now)
         return handled
 
     def run(self, duration: float | None = None, until_final: bool = False,
@@ -400,8 +407,11 @@ class BookSubscriber(Resource):
         if book.synced:
             if snap.seq > book.seq and not on_stream:
                 # A reply travels on its own connection and can overtake the stream messages
-                # before it: they are in flight, not lost.  The stream shows any real loss.
+                # before it: they may be in flight.  Held until the stream shows which.
                 stats.replies_ahead += 1
+                held = self._ahead.get(book.symbol)
+                if held is None or held[0].seq < snap.seq:
+                    self._ahead[book.symbol] = (snap, time.monotonic())
                 return
             if snap.seq < book.seq:
                 stats.stale_snapshots += 1
@@ -454,6 +464,17 @@ class BookSubscriber(Resource):
         if book.syncs:
             stats.resyncs += 1
         book.syncs += 1
+
+    def _settle_replies_ahead(self, now: float) -> None:
+        """Drop held replies the stream has caught up with; adopt those it has not within request_timeout_s."""
+        timeout = self.config.request_timeout_s
+        for symbol, (snap, since) in list(self._ahead.items()):
+            book = self.books[symbol]
+            if not book.synced or book.seq >= snap.seq:  # resyncing anyway, or the messages came
+                del self._ahead[symbol]
+            elif now - since >= timeout:  # they are not coming: lost before the reply was taken
+                del self._ahead[symbol]
+                self._on_snapshot(book, snap)  # as a stream snapshot ahead of the book: a gap, adopted
 
     # ------------------------------------------------------------------ snapshot requests
     def _maybe_request(self, now: float) -> None:
