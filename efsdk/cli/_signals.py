@@ -23,6 +23,8 @@ class StopRequest:
 def stop_on_signals(on_stop: Callable[[], None]) -> Iterator[None]:
     """Call ``on_stop`` on the first SIGINT or SIGTERM; a second one interrupts at once.
 
+    A signal the process ignores (SIG_IGN) is left ignored.
+
     Raised as KeyboardInterrupt wherever it lands, a signal can stop a book's
     SortedDict between its dict and its sorted keys, and whatever reads that
     book next (closing the day, final snapshots) fails on it (seen as
@@ -33,7 +35,12 @@ def stop_on_signals(on_stop: Callable[[], None]) -> Iterator[None]:
         on_stop()
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A signal ignored on purpose (nohup, a background job's SIGINT) stays ignored.
+    previous = {
+        sig: signal.signal(sig, on_signal)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:

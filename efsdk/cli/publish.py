@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     per_batch = args.batch_messages or (32 if args.rate else 0)
     feed = FeedHandler(symbols=symbols)
     stop = StopRequest()
-    with (PublisherSidecar(config) if args.sidecar else BookPublisher(config)) as publisher, stop_on_signals(stop.set):
+    # Signals first: one during start-up (the sidecar takes a second to start) ends the day cleanly too.
+    with stop_on_signals(stop.set), (PublisherSidecar(config) if args.sidecar else BookPublisher(config)) as publisher:
         publisher.attach(feed)
         if args.endpoints_file:
             write_json(args.endpoints_file, {"endpoint": publisher.endpoint, "snapshot_endpoint": publisher.snapshot_endpoint})

@@ -204,6 +204,26 @@ def test_slow_subscriber_loses_messages_detects_gaps_and_resynchronises(tmp_path
     assert fast_result["stats"]["snapshot_mismatches"] == 0
 
 
+def test_sigterm_while_the_sidecar_starts_ends_cleanly(tmp_path, itch_session):
+    """SIGTERM while the sidecar is still starting (its child exists, the day has not begun): exit 0, an
+    interrupted summary, no sidecar left behind.  It used to kill the parent mid-construction."""
+    proc = _efsdk("publish", "--itch", str(itch_session.path), "--bind", f"ipc://{tmp_path}/stream",
+                  "--sidecar", "--json", str(tmp_path / "publisher.json"))  # fmt: skip
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 20
+    sidecar = ""
+    while not sidecar:
+        assert proc.poll() is None and time.monotonic() < deadline, "no sidecar process appeared"
+        sidecar = children.read_text().strip()
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = _finish(proc, 60)
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+    summary = json.loads((tmp_path / "publisher.json").read_text())
+    assert summary["interrupted"] is True and summary["messages"] < itch_session.messages
+    assert not Path(f"/proc/{int(sidecar.split()[0])}").exists()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("sidecar", [False, True], ids=["in-process", "sidecar"])
 def test_a_signal_mid_replay_ends_the_day_cleanly(tmp_path, itch_session, sig, sidecar):
