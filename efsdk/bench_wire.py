@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from efsdk.netns import NetnsPair, Worker, start_in_ns, veth_pair
+from efsdk.netns import NetnsPair, Worker, run_in_ns, start_in_ns, veth_pair
 
 __all__ = [
     "BACKENDS",
@@ -84,6 +84,9 @@ TARGETS = {
     "p99_us": 20.0,  # AF_XDP / AF_PACKET
     "p99_vs_loop": 3.0,  # p99 at least 3x better than the plain loop
 }
+#: A phase whose senders offered less than the target is sender-bound if the receiver lost at
+#: most this share of what was sent (a start-up blip is not a receiver limit).
+SENDER_BOUND_LOSS = 0.001
 #: Throughput-phase senders, fastest first (a missing native module falls back to "python").
 SENDERS = {
     # In the kernel: XDP's live-frames test mode runs an XDP_TX program over copies of one frame
@@ -152,8 +155,9 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
          cpu: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Send ``PAYLOAD_SIZE``-byte datagrams to ``dst:port`` for ``seconds``: paced at ``rate``/s, or flat out (0).
 
-    Flat out, ``sender`` picks the tool (see :data:`SENDERS`); ``raw`` needs
-    ``tx_if``.  A sender the build lacks falls back to the next one; the
+    Flat out, ``sender`` picks the tool (see :data:`SENDERS`); ``xdp`` and
+    ``raw`` need ``tx_if``.  A sender the build or kernel lacks falls back to
+    the next one (:func:`run` decides once, with :func:`choose_sender`); the
     result says which one ran (``"sender"``).  ``cpu`` pins the process.
     """
     import socket
@@ -280,6 +284,47 @@ def _xdp_live_frames(tx_if: str, frame: bytes) -> bool:
     if not hasattr(lib, "efsdk_xdp_live_frames_probe"):
         return False
     return lib.efsdk_xdp_live_frames_probe(socket.if_nametoindex(tx_if), frame, len(frame)) == 0
+
+
+def probe_xdp_sender(ready: Callable[[], None], tx_if: str, dst: str, port: int, src_addr: str) -> str | None:
+    """In the sending namespace: why the ``xdp`` sender cannot run here, or None when it can."""
+    ready()
+    if _native_blast() is None or not hasattr(_native_lib(), "efsdk_xdp_blast"):
+        return "the native sources module lacks it (python native/build_sources.py)"
+    if not _xdp_live_frames(tx_if, _frame(bytes(PAYLOAD_SIZE), dst, port, src_addr, PORT, tx_if)):
+        return "this kernel does not run XDP live frames (Linux >= 5.18 and root)"
+    return None
+
+
+def probe_xdp_pass(ready: Callable[[], None], rx_if: str) -> str | None:
+    """In the receiving namespace: why ``rx_if`` cannot hold the XDP_PASS program the xdp sender needs, or None."""
+    ready()
+    try:
+        link = xdp_pass_link(rx_if)
+    except OSError as exc:
+        return f"{exc} (XDP through a BPF link needs Linux >= 5.9)"
+    if link is None:
+        return "the native sources module lacks efsdk_xdp_pass_attach (python native/build_sources.py)"
+    os.close(link)
+    return None
+
+
+def choose_sender(w: NetnsPair, sender: str) -> tuple[str, str | None]:
+    """``(the sender to use, why it is not the one asked for)``: decided once, before any phase.
+
+    ``xdp`` needs XDP live frames on the sending end and an XDP program on the
+    receiving end; where either is missing, ``raw`` runs instead and no phase
+    attaches XDP_PASS (it would change the receive path for nothing).
+    """
+    if sender != "xdp":
+        return sender, None
+    why = run_in_ns(w.tx_ns, f"{__name__}:probe_xdp_sender", tx_if=w.tx_if, dst=GROUP, port=PORT,
+                    src_addr=w.tx_addr)  # fmt: skip
+    if why is None:
+        why = run_in_ns(w.rx_ns, f"{__name__}:probe_xdp_pass", rx_if=w.rx_if)
+    if why is None:
+        return "xdp", None
+    return "raw", f"the xdp sender cannot run: {why}; the raw sender ran instead"
 
 
 def xdp_pass_link(rx_if: str) -> int | None:
@@ -608,7 +653,7 @@ def run(
         raise ValueError(f"unknown sender {sender!r}; one of {', '.join(SENDERS)}")
     if steer not in STEERING:
         raise ValueError(f"unknown steer {steer!r}; one of {', '.join(STEERING)}")
-    cpus = os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if senders is None:
         senders = max(1, min(4, cpus - 1))
     old_term = signal.getsignal(signal.SIGTERM)
@@ -624,13 +669,16 @@ def run(
         with veth_wire() as w:
             rx_cpu, tx_cpus = cpu_plan(senders)
             _steer(w, rx_cpu if steer == "receiver" else None)
+            used, fallback = choose_sender(w, sender)
+            if fallback and progress:
+                progress(fallback)
             for b in backends:
                 if progress:
                     progress(f"{b}: latency, {rate:,} pps for {seconds:g} s")
                 lat = _phase(w, b, "latency", seconds, rate, 1, busy)
                 if progress:
                     progress(f"{b}: throughput, {senders} sender(s) flat out for {seconds:g} s")
-                thr = _phase(w, b, "throughput", seconds, 0, senders, busy, sender)
+                thr = _phase(w, b, "throughput", seconds, 0, senders, busy, used)
                 results[b] = {"description": BACKENDS[b], "latency": lat, "throughput": thr}
             wire = w.as_dict()
     finally:
@@ -642,6 +690,8 @@ def run(
             "rate": rate,
             "senders": senders,
             "sender": sender,
+            "sender_used": used,  # differs from "sender" when the xdp sender cannot run here
+            "sender_fallback": fallback,
             "steer": steer,
             "receiver_cpu": rx_cpu,
             "sender_cpus": tx_cpus,
@@ -682,11 +732,10 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "p99": lat["p99_us"] <= TARGETS["p99_us"] if ring else None,
             "p99_vs_loop": (loop_p99 / lat["p99_us"] >= TARGETS["p99_vs_loop"]
                             if ring and loop_p99 and lat["p99_us"] else None),  # fmt: skip
-            # the receiver cannot show 1 M/s when the senders offered less
-            # ... and it kept up with what was offered (no drops anywhere)
+            # the receiver cannot show 1 M/s when the senders offered less ... and it kept up
+            # with what was offered (losses anywhere within SENDER_BOUND_LOSS of what was sent)
             "sender_bound": thr["offered_per_s"] < TARGETS["throughput_fps"]
-            and drops == 0
-            and thr["lost_before_socket"] == 0,
+            and drops + thr["lost_before_socket"] <= SENDER_BOUND_LOSS * thr["sent"],
         }
         out[b] = v
     return out
