@@ -42,8 +42,8 @@ __all__ = ["DEFAULT_DEPTHS", "GOAL_OVERHEAD", "SUSTAINED_QUEUE", "ModeResult", "
 
 DEFAULT_DEPTHS = (0, 10)  # every level; the top 10 (a typical L2 product)
 GOAL_OVERHEAD = 0.10
-#: Chunks queued each side in the sustained sidecar modes (a chunk is one replay batch, ~4 MiB):
-#: a 1M-message day is ~9 chunks, so the feed waits for the sidecar through most of it.
+#: Chunks queued each side in the sustained sidecar modes (a chunk is one replay decode batch, ~1.5 MB of
+#: ITCH): a 1M-message day is ~21 chunks, so the feed waits for the sidecar through most of it.
 SUSTAINED_QUEUE = 1
 
 
