@@ -257,3 +257,22 @@ int efsdk_itch_message_size(uint8_t type)
 {
     return k_size[type];
 }
+
+int64_t efsdk_itch_count_locates(const uint8_t *buf, size_t len, size_t *consumed, uint64_t *counts)
+{
+    if (consumed == NULL || counts == NULL || (buf == NULL && len != 0))
+        return -EINVAL;
+    size_t pos = 0;
+    int64_t n = 0;
+    while (len - pos >= 2) {
+        const size_t mlen = ld16(buf + pos);
+        if (mlen > len - pos - 2)
+            break; /* incomplete: leave it for the caller */
+        if (mlen >= 3) /* type byte + locate; shorter frames are the decoder's anomalies */
+            counts[ld16(buf + pos + 3)]++;
+        pos += 2 + mlen;
+        n++;
+    }
+    *consumed = pos;
+    return n;
+}

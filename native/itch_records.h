@@ -88,4 +88,13 @@ int efsdk_itch_records_version(void);
 /* Size of an ITCH 5.0 message by type byte (type byte included); 0 = unknown. */
 int efsdk_itch_message_size(uint8_t type);
 
+/*
+ * Count whole framed messages per stock locate (bytes 1-2 of the message):
+ * counts[locate] += 1, counts having 65536 slots.  Frames shorter than 3 bytes
+ * carry no locate and are skipped (the decoder reports them).  Cheap enough to
+ * run ahead of a replay to balance instruments over processes.  *consumed =
+ * bytes of whole messages; returns frames seen, or -EINVAL on bad arguments.
+ */
+int64_t efsdk_itch_count_locates(const uint8_t *buf, size_t len, size_t *consumed, uint64_t *counts);
+
 #endif
