@@ -493,6 +493,63 @@ def full_replay_case(sess: Session) -> Case:
     )
 
 
+def shard_books(handler: Any) -> tuple[dict[str, tuple[int, int, int]], int, dict[str, str]]:
+    """In a shard process: (book shapes, live orders, L3 digests) of the books it holds, for checking."""
+    builder = handler.builder
+    digests = {b.symbol: orderbook_digest(b) for b in builder.books() if b.symbol}
+    return _builder_shapes(builder), builder.live_orders(), digests
+
+
+def check_sharded(pool: Any, stats: Any, sess: Session) -> None:
+    """Assert a :class:`~efsdk.shards.ShardedReplay` built exactly the session's books, over its shards."""
+    assert stats.messages == sess.messages, f"framed {stats.messages} of {sess.messages} messages"
+    assert not stats.anomalies_by_kind, f"anomalies on a clean session: {stats.anomalies_by_kind}"
+    bstats = stats.book
+    assert bstats.dropped == 0 and bstats.over_execution == 0 and bstats.over_cancel == 0, f"book refused ops: {bstats}"
+    assert bstats.crossed_books == 0, f"{bstats.crossed_books} crossed books"
+    shapes: dict[str, tuple[int, int, int]] = {}
+    digests: dict[str, str] = {}
+    live = 0
+    for shard_shapes, shard_live, shard_digests in pool.map(shard_books):
+        twice = shard_shapes.keys() & shapes.keys()
+        assert not twice, f"books built by two shards: {sorted(twice)[:5]}"
+        shapes.update(shard_shapes)
+        digests.update(shard_digests)
+        live += shard_live
+    assert live == stats.live_orders
+    check_books_against_summary(shapes, live, sess)
+    reference = sess.reference_digests()
+    wrong = [s for s in reference if digests.get(s) != reference[s]]
+    assert not wrong, f"L3 digests differ from the reference: {wrong[:5]}"
+
+
+def sharded_replay_case(sess: Session, pool: Any) -> Case:
+    """File -> :class:`~efsdk.shards.ShardedReplay` (started outside the timing) -> every book, over its shards.
+
+    Timed: planning from the file's own counts, every shard's replay, the
+    replies.  Each round's books are checked, then released outside the timing.
+    """
+    path = os.fspath(sess.path)
+    sess.reference_digests()
+
+    def check(stats: Any) -> None:
+        check_sharded(pool, stats, sess)
+        pool.clear()
+
+    return Case(
+        name=f"full replay, {sess.symbols} books, {pool.shards} shards",
+        group="feed",
+        count=sess.messages,
+        unit="msg",
+        run=lambda _: pool.replay(path),
+        check=check,
+        via="ShardedReplay.replay",
+        key=f"sharded_replay[{pool.shards}]",
+        target=TARGET_FULL_REPLAY,
+        info={"symbols": sess.symbols, "shards": pool.shards, "processes": pool.shards},
+    )
+
+
 def pick_subscriptions(summary: SessionSummary, n: int = SUBSCRIBED_SYMBOLS) -> dict[str, tuple[str, ...]]:
     """Deterministic subscriptions for the subscribed scenario.
 

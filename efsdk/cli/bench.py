@@ -72,6 +72,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1.0,
         help="size of the per-op deep book relative to AAPL-like (2,900 levels/side, ~46k orders) (default 1)",
     )
+    b.add_argument(
+        "--shards",
+        type=int,
+        default=min(2, len(os.sched_getaffinity(0))),
+        help="also replay with the instruments split over this many processes (efsdk.shards); "
+        "0 skips it (default: 2 when 2 CPUs are usable, %(default)s here)",
+    )
     b.set_defaults(func=run_book)
     _register_publish(sub)
     _register_wire(sub)
@@ -86,8 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _validate(args: argparse.Namespace) -> None:
     if args.rounds < 1 or args.warmup < 0:
         raise ConfigError("--rounds must be >= 1 and --warmup >= 0")
-    if args.ops < 0 or args.meatpy_messages < 0:
-        raise ConfigError("--ops and --meatpy-messages must be >= 0")
+    if args.ops < 0 or args.meatpy_messages < 0 or args.shards < 0:
+        raise ConfigError("--ops, --meatpy-messages and --shards must be >= 0")
     if not 0 < args.deep_scale <= 10:
         raise ConfigError("--deep-scale must be in (0, 10]")
     from efsdk.itch.generator import min_messages
@@ -130,6 +137,14 @@ def run_book(args: argparse.Namespace) -> int:
 
     try:
         feed = [_measure(err, make(), args) for make in feed_cases]
+        if args.shards:
+            from efsdk.shards import ShardedReplay
+
+            pool = ShardedReplay(args.shards)
+            with err.status(f"starting {args.shards} shard processes..."):
+                pool.start()
+            with pool:
+                feed.insert(1, _measure(err, bench.sharded_replay_case(sess, pool), args))
         ops: list[bench.Result] = []
         deep_info: dict[str, Any] = {}
         if args.ops:

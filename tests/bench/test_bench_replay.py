@@ -47,3 +47,14 @@ def test_pick_subscriptions_is_deterministic(bench_session):
     assert a == b
     assert a["deep+thin"][0] == bench_session.summary.deep_symbols[0]
     assert all(len(set(v)) == len(v) for v in a.values())
+
+
+def test_sharded_replay(run_case, bench_session):
+    from efsdk.shards import ShardedReplay
+
+    with ShardedReplay(2) as pool:
+        stats = run_case(bench.sharded_replay_case(bench_session, pool))
+        assert stats.live_orders == bench_session.summary.live_orders
+        assert sum(r.book.records for r in stats.shards) == stats.records
+        # each shard applied only its share: together about one full feed, not two
+        assert stats.records < 1.2 * bench_session.messages

@@ -24,6 +24,7 @@ OPS = 300
 
 FEED_ROWS = (
     f"full replay, {SYMBOLS} books",
+    f"full replay, {SYMBOLS} books, 2 shards",
     f"subscribed 5/{SYMBOLS}, deep+thin",
     f"subscribed 5/{SYMBOLS}, thin-only",
     "baseline: struct+SortedDict",
@@ -78,7 +79,7 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
         "bench", "book",
         "--messages", str(MESSAGES), "--symbols", str(SYMBOLS), "--seed", "3",
         "--rounds", str(ROUNDS), "--warmup", "0",
-        "--ops", str(OPS), "--deep-scale", "0.05", "--meatpy-messages", "2000",
+        "--ops", str(OPS), "--deep-scale", "0.05", "--meatpy-messages", "2000", "--shards", "2",
         "--cache-dir", str(tmp / "cache"), "--json", str(out),
         cwd=tmp,
     )  # fmt: skip
@@ -102,8 +103,8 @@ def test_feed_table_rows_and_numbers(bench_run):
         assert float(ratio.rstrip("x")) > 0
     # the baseline is the unit of the ratio column
     assert _cells(stdout, "baseline: struct+SortedDict")[6] == "1.00x"
-    assert ">= 2.50 M" in _cells(stdout, FEED_ROWS[0])[5]
-    assert ">= 15.00 M" in _cells(stdout, FEED_ROWS[1])[5]
+    assert ">= 2.50 M" in _cells(stdout, FEED_ROWS[0])[5] and ">= 2.50 M" in _cells(stdout, FEED_ROWS[1])[5]
+    assert ">= 15.00 M" in _cells(stdout, FEED_ROWS[2])[5]
     assert "subscriptions: deep+thin: AAPL" in stdout
 
 
@@ -125,7 +126,10 @@ def test_json_has_every_result(bench_run):
     assert doc["session"]["messages"] == MESSAGES and doc["session"]["symbols"] == SYMBOLS
     assert doc["rounds"] == ROUNDS
     keys = [r["info"]["key"] for r in doc["feed"]]
-    assert keys[:4] == ["full_replay", "subscribed[deep+thin]", "subscribed[thin-only]", "baseline_straightforward"]
+    assert keys[:5] == [
+        "full_replay", "sharded_replay[2]", "subscribed[deep+thin]", "subscribed[thin-only]", "baseline_straightforward"
+    ]  # fmt: skip
+    assert doc["feed"][1]["info"]["shards"] == 2
     for r in doc["feed"] + doc["ops"]:
         assert len(r["seconds"]) == ROUNDS and all(s > 0 for s in r["seconds"])
         assert r["per_s_median"] > 0 and r["ns_per_unit"] > 0
