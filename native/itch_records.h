@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EFSDK_ITCH_RECORDS_VERSION 4 /* bump on any layout/semantic change */
+#define EFSDK_ITCH_RECORDS_VERSION 5 /* bump on any layout/semantic change or new function */
 
 /* Record type 0 = anomaly: `side` holds the kind, `shares` the declared length,
  * `price` the actual type byte (0 if none), `offset` where it starts. */

@@ -79,7 +79,7 @@ RECORD = struct.Struct("=BBHIIIQQ")
 
 #: The native layout/semantics version this module was written for; must equal
 #: ``EFSDK_ITCH_RECORDS_VERSION`` compiled into the extension.
-EXPECTED_NATIVE_VERSION = 4
+EXPECTED_NATIVE_VERSION = 5
 
 # Record type 0 and its kinds (in ``side``); 1-3 come from the C decoder.
 ANOMALY = 0
