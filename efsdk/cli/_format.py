@@ -36,27 +36,29 @@ def messages_table(by_type: dict[str, int], title: str = "Messages by type") -> 
     return table
 
 
-def depth_table(book: OrderBook, levels: int) -> Table:
-    depth = book.depth(levels)
-    bbo = book.bbo()
-    title = f"{book.symbol or book.locate}  orders {book.order_count():,}  levels {len(book.bids):,}x{len(book.asks):,}"
-    if book.trading_state:
-        title += f"  state {book.trading_state}"
+def depth_table(book: OrderBook | dict[str, Any], levels: int) -> Table:
+    """A book's top ``levels`` per side; ``book`` may be :func:`book_json`'s dict (from a shard process)."""
+    doc = book if isinstance(book, dict) else book_json(book, levels)
+    bid_levels, ask_levels = doc["levels"]
+    title = f"{doc['symbol'] or doc['locate']}  orders {doc['orders']:,}  levels {bid_levels:,}x{ask_levels:,}"
+    if doc["trading_state"]:
+        title += f"  state {doc['trading_state']}"
     table = Table(title=title)
     for col in ("bid orders", "bid shares", "bid", "ask", "ask shares", "ask orders"):
         table.add_column(col, justify="right")
-    for i in range(max(len(depth.bids), len(depth.asks), 1)):
-        b = depth.bids[i] if i < len(depth.bids) else None
-        a = depth.asks[i] if i < len(depth.asks) else None
+    bids, asks = doc["bids"][:levels], doc["asks"][:levels]
+    for i in range(max(len(bids), len(asks), 1)):
+        b = bids[i] if i < len(bids) else None  # [price, shares, orders]
+        a = asks[i] if i < len(asks) else None
         table.add_row(
-            f"{b.orders:,}" if b else "",
-            f"{b.shares:,}" if b else "",
-            price(b.price) if b else "",
-            price(a.price) if a else "",
-            f"{a.shares:,}" if a else "",
-            f"{a.orders:,}" if a else "",
+            f"{b[2]:,}" if b else "",
+            f"{b[1]:,}" if b else "",
+            price(b[0]) if b else "",
+            price(a[0]) if a else "",
+            f"{a[1]:,}" if a else "",
+            f"{a[2]:,}" if a else "",
         )
-    if bbo.crossed:
+    if doc["crossed"]:
         table.caption = "[bold red]book is crossed[/]"
     return table
 

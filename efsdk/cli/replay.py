@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: every flow of the capture's MoldUDP64 session)")  # fmt: skip
     p.add_argument("--paced", action="store_true", help="pcap: replay with the capture's timing")
     p.add_argument("--speed", type=float, default=1.0, help="pcap with --paced: timing divided by this (default 1)")
+    p.add_argument("--shards", type=int, default=0, metavar="N",
+                   help="BinaryFILE: build the books in N processes, instruments split by message count "
+                   "(efsdk.shards; one per CPU is the useful most); default 0: in this process")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.file}: no such file")
     symbols = parse_symbols(args.symbols)
     out = console()
+    if args.shards:
+        return _run_sharded(args, out)
     feed = FeedHandler(symbols=symbols)
     size = os.path.getsize(args.file)
     show_progress = not args.no_progress and size >= _PROGRESS_MIN_BYTES and out.is_terminal
@@ -85,9 +90,6 @@ def run(args: argparse.Namespace) -> int:
         missing = []
         shown = sorted(books, key=lambda b: -b.order_count())[: args.top]
 
-    summary = Table(title=f"Replay of {args.file}", show_header=False)
-    summary.add_column(justify="left")
-    summary.add_column(justify="right")
     rows = [
         ("messages", f"{stats.messages:,}"),
         ("filtered (not subscribed; unhandled types)", f"{stats.filtered:,}"),
@@ -99,11 +101,9 @@ def run(args: argparse.Namespace) -> int:
         ("book anomalies", _counts({k: v for k, v in builder.stats.as_dict().items() if k in _BOOK_ANOMALIES})),
         ("crossed books", f"{builder.stats.crossed_books:,}"),
     ]
-    for row in rows:
-        summary.add_row(*row)
     if capture is not None:
-        for row in _capture_rows(capture):
-            summary.add_row(*row)
+        rows += _capture_rows(capture)
+    summary = _summary_table(args.file, rows)
     out.print(messages_table(stats.by_type))
     out.print(summary)
     for book in shown:
@@ -134,6 +134,77 @@ def run(args: argparse.Namespace) -> int:
     if capture is not None and capture.lost_ranges:
         return 3  # like `efsdk run`: the books are missing messages
     return 0
+
+
+def _summary_table(file: str, rows: list[tuple[str, str]]) -> Table:
+    summary = Table(title=f"Replay of {file}", show_header=False)
+    summary.add_column(justify="left")
+    summary.add_column(justify="right")
+    for row in rows:
+        summary.add_row(*row)
+    return summary
+
+
+def _run_sharded(args: argparse.Namespace, out: Any) -> int:
+    """``--shards N``: the same summary, from books built in N shard processes."""
+    from efsdk.capture import capture_format  # noqa: PLC0415
+    from efsdk.shards import ShardedReplay  # noqa: PLC0415
+
+    if args.shards < 1:
+        raise ConfigError("--shards must be >= 1 (0, the default, replays in this process)")
+    if args.symbols:
+        raise ConfigError("--shards builds every instrument; with --symbols one process already skips the rest natively")
+    if capture_format(args.file) is not None or args.feed or args.paced:
+        raise ConfigError("--shards replays BinaryFILE ITCH only; a pcap capture replays in one process")
+    with ShardedReplay(args.shards) as pool:
+        stats = pool.replay(args.file)
+        orders = {s: n for shard in pool.map(_order_counts) for s, n in shard.items()}
+        shown = sorted(orders, key=lambda s: -orders[s])[: args.top]
+        books = [pool.call(pool.owner(s), _book_json, s, args.depth) for s in shown]
+    feed = stats.shards[0].feed  # every shard framed every message
+    book_stats = stats.book
+    rows = [
+        ("messages", f"{stats.messages:,}"),
+        ("shards (messages applied each)", ", ".join(f"{r.book.records:,}" for r in stats.shards)),
+        ("throughput", f"{rate(stats.messages_per_second)} ({stats.seconds:.2f} s, planning {stats.plan_seconds:.2f} s)"),
+        ("instruments", f"{len(orders):,}"),
+        ("live orders", f"{stats.live_orders:,}"),
+        ("trades (P/Q)", f"{sum(r.feed.trades for r in stats.shards):,}"),
+        ("malformed input", _counts(stats.anomalies_by_kind)),
+        ("book anomalies", _counts({k: v for k, v in book_stats.as_dict().items() if k in _BOOK_ANOMALIES})),
+        ("crossed books", f"{book_stats.crossed_books:,}"),
+    ]
+    out.print(messages_table(feed.by_type))
+    out.print(_summary_table(args.file, rows))
+    for doc in books:
+        out.print(depth_table(doc, args.depth))
+    if args.json:
+        write_json(args.json, {
+            "file": args.file,
+            "messages": stats.messages,
+            "seconds": stats.seconds,
+            "messages_per_second": stats.messages_per_second,
+            "by_type": feed.by_type,
+            "instruments": len(orders),
+            "live_orders": stats.live_orders,
+            "trades": sum(r.feed.trades for r in stats.shards),
+            "anomalies": stats.anomalies_by_kind,
+            "book_stats": book_stats.as_dict(),
+            "books": books,
+            "shards": [{"pid": r.pid, "seconds": r.seconds, "records": r.book.records, "live_orders": r.live_orders,
+                        "instruments": len(r.symbols)} for r in stats.shards],
+        })  # fmt: skip
+    return 0
+
+
+def _order_counts(feed: FeedHandler) -> dict[str, int]:
+    """In a shard: live orders of each book it holds."""
+    return {b.symbol: b.order_count() for b in feed.builder.books() if b.symbol}
+
+
+def _book_json(feed: FeedHandler, symbol: str, depth: int) -> dict[str, Any]:
+    """In a shard: one book as ``efsdk replay --json`` shows it."""
+    return book_json(feed.builder.book(symbol), depth)  # type: ignore[arg-type]
 
 
 def _replay_capture(args: argparse.Namespace, feed: FeedHandler):  # noqa: ANN202 - CaptureReplay | None

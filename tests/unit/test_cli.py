@@ -110,3 +110,38 @@ def test_demo_runs_the_whole_path():
 def test_cpu_pinning_refuses_a_cpu_that_is_not_ours():
     proc = efsdk("run", "--cpu", "4096", "--feed", "239.1.1.1:26400", "--duration", "0.1", check=False)
     assert proc.returncode == 1 and "--cpu 4096: this process may only run on CPUs" in proc.stderr
+
+
+def test_replay_in_shards_shows_what_one_process_shows(day, tmp_path):
+    path, summary = day
+    data = path.read_bytes()
+    pos = 0
+    while pos < 4096:
+        pos += 2 + int.from_bytes(data[pos : pos + 2], "big")
+    bad = tmp_path / "bad.itch"
+    bad.write_bytes(data[:pos] + b"\x00\x05Zxxxx" + data[pos:-7])  # an unknown type, a truncated tail
+    for file in (path, bad):
+        docs = []
+        for extra in ((), ("--shards", "2")):
+            out = tmp_path / f"{file.stem}{len(extra)}.json"
+            proc = efsdk("replay", str(file), "--json", str(out), "--depth", "4", "--top", "12", *extra)
+            docs.append(json.loads(out.read_text()))
+        one, sharded = docs
+        for key in ("messages", "by_type", "instruments", "live_orders", "trades", "anomalies"):
+            assert sharded[key] == one[key], key
+        assert {k: v for k, v in sharded["book_stats"].items() if k != "records"} == {
+            k: v for k, v in one["book_stats"].items() if k != "records"
+        }
+        assert sorted(sharded["books"], key=lambda b: b["symbol"]) == sorted(one["books"], key=lambda b: b["symbol"])
+        split = [s["instruments"] for s in sharded["shards"]]
+        assert sum(split) == 12 and all(split), split  # both shards hold books
+    assert sharded["anomalies"] == {"unknown_type": 1, "truncated_tail": 1}
+    assert "shards (messages applied each)" in proc.stdout and "levels" in proc.stdout
+
+
+def test_replay_shards_refuses_what_it_cannot_shard(day):
+    path, _ = day
+    proc = efsdk("replay", str(path), "--shards", "2", "--symbols", "AAPL", check=False)
+    assert proc.returncode == 1 and "--shards builds every instrument" in proc.stderr
+    proc = efsdk("replay", str(path), "--shards", "-1", check=False)
+    assert proc.returncode == 1 and "--shards must be >= 1" in proc.stderr
