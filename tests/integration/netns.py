@@ -74,8 +74,11 @@ def send_udp(
     sizes: list[int],
     pause_every: int = 200,
     gap: float = 0.0,
+    ports: int = 1,
 ) -> dict[str, Any]:
     """Send ``payload(seq, size_of(seq))`` for each seq range ``[a, b)`` in ``seqs`` (pairs) to ``dst:port``.
+
+    ``ports`` > 1 spreads the datagrams over that many flows: seq goes to ``port + seq % ports``.
 
     Multicast leaves through the interface owning ``src_addr`` with TTL 1.
     A 1 ms pause every ``pause_every`` datagrams keeps bursts well inside the
@@ -96,7 +99,7 @@ def send_udp(
     sent = 0
     for a, b in zip(seqs[::2], seqs[1::2], strict=True):
         for seq in range(a, b):
-            s.sendto(payload(seq, size_of(seq, sizes)), (dst, port))
+            s.sendto(payload(seq, size_of(seq, sizes)), (dst, port + seq % ports))
             sent += 1
             if gap:
                 time.sleep(gap)  # a quiet feed: one datagram at a time

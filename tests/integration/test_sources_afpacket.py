@@ -194,6 +194,42 @@ def test_bpf_and_fanout(pair):
     assert res["stats"]["kernel_packets"] == 0 and res["stats"]["frames"] == 0
 
 
+@pytest.mark.parametrize("mode", ["hash", "lb"])
+def test_fanout_splits_a_feed_over_processes(pair, mode):
+    """Two processes in one PACKET_FANOUT group share the feed: nothing lost, nothing twice.
+
+    ``hash`` keeps each flow (here 16 destination ports) whole in one member,
+    which is what a sequenced feed needs; ``lb`` deals packets round-robin.
+    """
+    flows, n = 16, 1600
+    open_kwargs = {"iface": pair.rx_if, "feeds": [[GROUP, 0]], "fanout": [78 + (mode == "lb"), mode], **_ring(3)}
+    members = [
+        start_in_ns(pair.rx_ns, RECEIVE, backend="afpacket", open_kwargs=open_kwargs, expect=n, sizes=[100],
+                    timeout=3.0)  # fmt: skip
+        for _ in range(2)
+    ]
+    try:
+        for m in members:
+            m.wait_ready()
+        run_in_ns(pair.tx_ns, SEND, dst=GROUP, port=PORT + 6, src_addr=pair.tx_addr, seqs=[0, n], sizes=[100],
+                  ports=flows)  # fmt: skip
+        results = [m.result() for m in members]
+    finally:
+        for m in members:
+            m.kill()  # no-op once finished; a failing test leaves no child behind
+    seqs = [set(r["seqs"]) for r in results]
+    assert all(r["bad"] == 0 and r["dupes"] == 0 for r in results)
+    assert not seqs[0] & seqs[1], "a frame reached both members"
+    assert seqs[0] | seqs[1] == set(range(n)), f"lost {n - len(seqs[0] | seqs[1])} frames"
+    if mode == "hash":
+        for flow in range(flows):
+            owners = {i for i, got in enumerate(seqs) if any(s % flows == flow for s in got)}
+            assert len(owners) == 1, f"flow {flow} split over members"
+        assert all(seqs), "16 flows all hashed to one member (odds 2 in 65,536)"
+    else:
+        assert all(abs(len(got) - n / 2) < n / 10 for got in seqs), [len(got) for got in seqs]
+
+
 def test_v3_retire_timeout_sets_quiet_feed_latency(pair):
     """On a quiet feed a V3 block is handed over only when its retire timer fires."""
     medians = {}
