@@ -18,8 +18,9 @@ Python) and keeps one :class:`L2Book` per symbol.  Synchronisation, per topic:
    ahead of the live book means stream messages were lost (a gap).  A
    *reply* ahead of a live book may not be: it comes over its own connection
    and can overtake the stream, so it is held (``replies_ahead``).  If the
-   stream reaches its seq within ``request_timeout_s`` it is dropped;
-   otherwise the messages before it were lost: a gap, and it is adopted.
+   stream reaches its seq within ``request_timeout_s`` of being read to its
+   end (a backlog restarts the timer) it is dropped; otherwise the messages
+   before it were lost: a gap, and it is adopted.
 
 A snapshot with ``FLAG_FINAL`` marks the end of the publisher's stream
 (:attr:`L2Book.final`).  Malformed messages are counted (``decode_errors``),
@@ -292,7 +293,7 @@ class BookSubscriber(Resource):
                 handle(frames)
         now = time.monotonic()
         if self._ahead:
-            self._settle_replies_ahead(now)
+            self._settle_replies_ahead(now, backlog=handled >= POLL_BATCH)
         self._maybe_request(now)
         return handled
 
@@ -465,13 +466,20 @@ class BookSubscriber(Resource):
             stats.resyncs += 1
         book.syncs += 1
 
-    def _settle_replies_ahead(self, now: float) -> None:
-        """Drop held replies the stream has caught up with; adopt those it has not within request_timeout_s."""
+    def _settle_replies_ahead(self, now: float, backlog: bool) -> None:
+        """Drop held replies the stream has caught up with; adopt those it has not within request_timeout_s.
+
+        The timeout counts only while the stream is read to its end: with a
+        ``backlog`` (this poll stopped at POLL_BATCH) the missing messages may
+        be queued behind it, so the timer restarts.
+        """
         timeout = self.config.request_timeout_s
         for symbol, (snap, since) in list(self._ahead.items()):
             book = self.books[symbol]
             if not book.synced or book.seq >= snap.seq:  # resyncing anyway, or the messages came
                 del self._ahead[symbol]
+            elif backlog:  # behind, not (yet) losing: wait for the stream to be read up
+                self._ahead[symbol] = (snap, now)
             elif now - since >= timeout:  # they are not coming: lost before the reply was taken
                 del self._ahead[symbol]
                 self._on_snapshot(book, snap)  # as a stream snapshot ahead of the book: a gap, adopted

@@ -122,3 +122,24 @@ def test_a_reply_ahead_of_a_quiet_stream_reveals_the_loss(hand_driven):
     d.delta(9)
     _until(lambda: d.book.seq == 9, d.sub, "stream message 9")
     assert d.book.bids == {100: (14, 1)} and d.sub.stats.gaps == 1
+
+
+def test_a_reply_ahead_of_a_backlog_waits_for_the_backlog(hand_driven, monkeypatch):
+    """The subscriber is behind, not losing: stream messages 6..8 are queued when the reply at 8 is held, and
+    each poll reads one (POLL_BATCH 1 plays a backlog of 10k), slower than request_timeout_s.  The timer
+    counts only while the stream is read to its end, so 6..8 apply: no gap, no resync."""
+    import efsdk.publish.subscriber as subscriber_module
+
+    d = hand_driven
+    d.reply_at_8(*d.sync_at_5_with_the_request_open())
+    monkeypatch.setattr(subscriber_module, "POLL_BATCH", 1)
+    for seq in (6, 7, 8):
+        d.delta(seq)
+    time.sleep(0.1)  # all three queued
+    while d.book.seq < 8:
+        assert d.sub.poll(0.05) == 1, "a queued stream message per poll"
+        time.sleep(0.35)  # longer than request_timeout_s between polls
+    d.sub.run(duration=0.5)
+    stats = d.sub.stats
+    assert stats.gaps == 0 and stats.lost_messages == 0 and stats.resyncs == 0 and stats.duplicates == 0
+    assert d.book.bids == {100: (13, 1)}
