@@ -24,7 +24,10 @@ sidecar's (a chunk is :data:`FORWARD_BYTES` or one decode batch, whichever is
 larger: ~40 MB to ~600 MB in flight); a sidecar that falls that far behind
 makes the forwarder wait (counted in :attr:`SidecarStats.blocked_seconds`);
 one that makes no progress for ``stall_timeout`` (alive but stopped, or
-blocked without using the CPU) is killed, counted in :attr:`SidecarStats.killed_hung`, and treated as dead.
+blocked without using the CPU), or lets nothing through for ``busy_timeout``
+while using the CPU (spinning), is killed, counted in
+:attr:`SidecarStats.killed_hung`, and treated as dead.  :meth:`finish` waits
+for the sidecar's answer under the same rule.
 So the feed runs free only while the sidecar keeps up on average: the
 sidecar decodes and builds the books as well as publishing, so at a sustained
 full replay rate it is the slower of the two, and a day longer than the
@@ -86,6 +89,10 @@ START_TIMEOUT_S = 60.0
 #: CPU time, not chunks taken, because a full queue frees space only once the sidecar has
 #: worked through about half of it (ZeroMQ's low-water mark), which can take minutes.
 STALL_TIMEOUT_S = 30.0
+#: A sidecar that uses the CPU but lets no chunk through for this long is spinning
+#: (a live lock): killed too, so a feed never waits without bound.  A slow sidecar
+#: drains half its queue (the low-water mark) in seconds.
+BUSY_TIMEOUT_S = 300.0
 #: How long finish() waits for the sidecar to work through what it was sent.
 FINISH_TIMEOUT_S = 600.0
 #: While waiting on the sidecar, look at whether it is still alive this often.
@@ -107,7 +114,7 @@ class SidecarStats:
     blocked_seconds: float = 0.0  # time the feed waited because the sidecar was FORWARD_HWM chunks behind
     max_blocked_seconds: float = 0.0  # the longest of those waits (one send)
     lost_bytes: int = 0  # ITCH bytes not forwarded because the sidecar had died
-    killed_hung: int = 0  # sidecars killed for no progress (CPU time) for stall_timeout with the queue full (0 or 1)
+    killed_hung: int = 0  # sidecars killed as hung: no CPU progress for stall_timeout, or busy_timeout spinning (0 or 1)
     finish_seconds: float = 0.0  # finish(): time until the sidecar had published everything it was sent
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,15 +140,17 @@ class PublisherSidecar(Resource):
         forward_hwm: int = FORWARD_HWM,
         sidecar_rcvhwm: int = SIDECAR_RCVHWM,
         stall_timeout: float = STALL_TIMEOUT_S,
+        busy_timeout: float = BUSY_TIMEOUT_S,
     ) -> None:
-        if min(forward_bytes, forward_hwm, sidecar_rcvhwm) < 1 or not stall_timeout > 0:
+        if min(forward_bytes, forward_hwm, sidecar_rcvhwm) < 1 or not 0 < stall_timeout <= busy_timeout:
             raise ConfigError(
-                f"forward_bytes, forward_hwm and sidecar_rcvhwm must be >= 1 and stall_timeout > 0, got "
-                f"{forward_bytes}, {forward_hwm}, {sidecar_rcvhwm}, {stall_timeout}"
+                f"forward_bytes, forward_hwm and sidecar_rcvhwm must be >= 1 and 0 < stall_timeout <= busy_timeout, "
+                f"got {forward_bytes}, {forward_hwm}, {sidecar_rcvhwm}, {stall_timeout}, {busy_timeout}"
             )
         self.config = config
         self.forward_bytes = forward_bytes
         self.stall_timeout = stall_timeout
+        self.busy_timeout = busy_timeout
         self.sidecar_stats = SidecarStats()
         self.finished = False
         self._final: dict[str, Any] | None = None
@@ -165,7 +174,7 @@ class PublisherSidecar(Resource):
         )
         self._opened()
         try:
-            kind, body = self._reply(START_TIMEOUT_S, "start", READY, ERROR)
+            kind, body = self._reply(START_TIMEOUT_S, "start", READY, ERROR, watch=False)  # importing may wait on I/O
             if kind == ERROR:
                 raise ConfigError(f"publisher sidecar: {body.decode(errors='replace')}")
         except BaseException:
@@ -297,32 +306,44 @@ class PublisherSidecar(Resource):
             return
         except zmq.Again:
             pass
-        started = last_progress = time.perf_counter()  # the queue is full: the sidecar is far behind
-        progress = self._cpu_progress()
+        started = time.perf_counter()  # the queue is full: the sidecar is far behind
         try:
-            while not self._pair.poll(int(LIVENESS_S * 1000), zmq.POLLOUT):
-                self._check_alive()
-                now = time.perf_counter()
-                # ZeroMQ frees queue space only after about half the queue has drained, so a slow
-                # sidecar can take many chunks without one send going through: it is hung only if
-                # it also stopped using the CPU (stopped by a signal, deadlocked, blocked).
-                seen = self._cpu_progress()
-                if seen is not None and seen != progress:
-                    progress, last_progress = seen, now
-                elif now - last_progress > self.stall_timeout:
-                    self.sidecar_stats.killed_hung += 1
-                    self._proc.kill()  # alive but not working: waiting longer would stall the feed for good
-                    self._proc.wait()
-                    raise PublishError(
-                        f"publisher sidecar made no progress for {self.stall_timeout:g} s with its queue full "
-                        f"(hung or stopped); killed it (pid {self._proc.pid})"
-                    )
+            self._wait_for(zmq.POLLOUT, "with its queue full", self.busy_timeout)
             self._pair.send(message, zmq.NOBLOCK, copy=False)
         finally:
             waited = time.perf_counter() - started
             st = self.sidecar_stats
             st.blocked_seconds += waited
             st.max_blocked_seconds = max(st.max_blocked_seconds, waited)
+
+    def _wait_for(self, event: int, what: str, limit: float) -> None:
+        """Wait until the control socket is ready for ``event``; kill a sidecar that is hung meanwhile.
+
+        ZeroMQ frees queue space only after about half the queue has drained,
+        so a slow sidecar can take many chunks, or long to answer, without the
+        socket becoming ready: it is hung only if it also stopped using the CPU
+        for ``stall_timeout`` (stopped by a signal, deadlocked, blocked).  One
+        that uses the CPU for ``limit`` without getting there is spinning.
+        """
+        started = last_progress = time.perf_counter()
+        progress = self._cpu_progress()
+        while not self._pair.poll(int(LIVENESS_S * 1000), event):
+            self._check_alive()
+            now = time.perf_counter()
+            seen = self._cpu_progress()
+            if seen is not None and seen != progress:
+                progress, last_progress = seen, now
+            elif now - last_progress > self.stall_timeout:
+                self._kill_hung(f"made no progress for {self.stall_timeout:g} s {what} (hung or stopped)")
+            if now - started > limit:
+                self._kill_hung(f"used the CPU for {limit:g} s {what} without getting through (spinning?)")
+
+    def _kill_hung(self, why: str) -> None:
+        self.sidecar_stats.killed_hung += 1
+        self._proc.kill()  # alive but not working: waiting longer would stall the feed for good
+        self._proc.wait()
+        self._died = f"publisher sidecar {why}; killed it (pid {self._proc.pid})"
+        raise PublishError(self._died)
 
     def _cpu_progress(self) -> int | None:
         """The sidecar's CPU ticks so far (user + system, all its threads), or None when not known.
@@ -337,14 +358,21 @@ class PublisherSidecar(Resource):
         except (OSError, IndexError, ValueError):  # not Linux, or it just exited (_check_alive reports that)
             return None
 
-    def _reply(self, timeout: float, what: str, *kinds: bytes) -> tuple[bytes, bytes]:
-        """The next reply of one of ``kinds``; others are late answers to a request that timed out."""
+    def _reply(self, timeout: float, what: str, *kinds: bytes, watch: bool = True) -> tuple[bytes, bytes]:
+        """The next reply of one of ``kinds``; others are late answers to a request that timed out.
+
+        With ``watch`` a sidecar that stops working meanwhile is killed after
+        ``stall_timeout`` (see :meth:`_wait_for`), not waited for until ``timeout``.
+        """
         deadline = time.monotonic() + timeout
         while True:
-            while not self._pair.poll(int(LIVENESS_S * 1000), zmq.POLLIN):
-                self._check_alive()
-                if time.monotonic() > deadline:
-                    raise PublishError(f"publisher sidecar: no answer to {what} within {timeout:.0f} s")
+            if watch:
+                self._wait_for(zmq.POLLIN, f"answering {what}", max(0.0, deadline - time.monotonic()))
+            else:
+                while not self._pair.poll(int(LIVENESS_S * 1000), zmq.POLLIN):
+                    self._check_alive()
+                    if time.monotonic() > deadline:
+                        raise PublishError(f"publisher sidecar: no answer to {what} within {timeout:.0f} s")
             msg = self._pair.recv()
             if msg[:1] in kinds:
                 return msg[:1], msg[1:]

@@ -188,6 +188,23 @@ def test_a_stopped_sidecar_is_killed_once_it_stalls_the_feed(tmp_path, itch_sess
     assert [r.levelname for r in caplog.records if "made no progress" in r.getMessage()] == ["ERROR"]
 
 
+@contextlib.contextmanager
+def _throttled(pid: int):
+    """Another process lets ``pid`` run 0.05 s of every 0.45 s (a thread could not: the feed holds the GIL)."""
+    throttle = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os, signal, time
+        while True:
+            os.kill({pid}, signal.SIGSTOP); time.sleep(0.4); os.kill({pid}, signal.SIGCONT); time.sleep(0.05)
+    """)])  # fmt: skip
+    try:
+        yield
+    finally:
+        throttle.kill()
+        throttle.wait()
+        with contextlib.suppress(ProcessLookupError):  # gone if it was killed: the test's error says why
+            os.kill(pid, signal.SIGCONT)
+
+
 def test_a_slow_sidecar_is_waited_for_not_killed(tmp_path, itch_session):
     """Working 1/9 of the time (SIGSTOP/SIGCONT), it blocks a send for longer than stall_timeout, yet lives.
 
@@ -202,27 +219,47 @@ def test_a_slow_sidecar_is_waited_for_not_killed(tmp_path, itch_session):
     config = PublisherConfig(endpoint=f"ipc://{tmp_path}/s", snapshot_interval_s=0, depth=0)
     with PublisherSidecar(config, forward_bytes=4 << 20, forward_hwm=1, sidecar_rcvhwm=1,
                           stall_timeout=0.8) as sidecar:  # fmt: skip
-        pid = sidecar._proc.pid
-        # Another process runs it 0.05 s of every 0.45 s (a thread could not: the feed holds the GIL).
-        throttle = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-            import os, signal, time
-            while True:
-                os.kill({pid}, signal.SIGSTOP); time.sleep(0.4); os.kill({pid}, signal.SIGCONT); time.sleep(0.05)
-        """)])  # fmt: skip
-        try:
+        with _throttled(sidecar._proc.pid):
             sidecar.attach(feed)
             for _ in range(repeats):  # after the first pass, duplicate orders: counted anomalies, still work
                 assert feed.process(raw) == len(raw)
             sidecar.finish()
-        finally:
-            throttle.kill()
-            throttle.wait()
-            with contextlib.suppress(ProcessLookupError):  # gone if it was killed: the error above says why
-                os.kill(pid, signal.SIGCONT)
         sent = sidecar.sidecar_stats
         assert sidecar.feed_summary["messages"] == repeats * itch_session.messages
     assert sent.killed_hung == 0 and sent.lost_bytes == 0 and sent.forwarded_bytes == repeats * len(raw)
     assert sent.max_blocked_seconds > 0.8  # one send did wait longer than stall_timeout: the case to survive
+
+
+def test_a_sidecar_stopped_before_finish_is_killed_not_waited_for(tmp_path, small_itch_session):
+    """Its queue is not full, so no send notices; finish() waits for the answer under the stall rule too."""
+    feed = FeedHandler()
+    with PublisherSidecar(PublisherConfig(endpoint=f"ipc://{tmp_path}/s"), stall_timeout=0.5) as sidecar:
+        sidecar.attach(feed)
+        feed.replay(small_itch_session.path)
+        os.kill(sidecar._proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(PublishError, match=r"made no progress for 0.5 s answering finish"):
+            sidecar.finish()
+        assert time.monotonic() - started < 5  # not FINISH_TIMEOUT_S
+        assert sidecar.sidecar_stats.killed_hung == 1 and sidecar._proc.returncode == -signal.SIGKILL
+
+
+def test_a_sidecar_busy_past_busy_timeout_is_killed(tmp_path, itch_session):
+    """Using the CPU is not enough: one that lets no chunk through for busy_timeout (a live lock; here one
+    working 1/9 of the time, so a send waits ~1.3 s) is killed, and the feed runs on without it."""
+    raw = itch_session.path.read_bytes()
+    feed = FeedHandler()
+    config = PublisherConfig(endpoint=f"ipc://{tmp_path}/s", snapshot_interval_s=0, depth=0)
+    with PublisherSidecar(config, forward_bytes=4 << 20, forward_hwm=1, sidecar_rcvhwm=1, stall_timeout=0.8,
+                          busy_timeout=1.0) as sidecar, _throttled(sidecar._proc.pid):  # fmt: skip
+        sidecar.attach(feed)
+        for _ in range(9):
+            assert feed.process(raw) == len(raw)
+        sent = sidecar.sidecar_stats
+        assert sent.killed_hung == 1 and sent.lost_bytes > 0
+        with pytest.raises(PublishError, match=r"used the CPU for 1 s with its queue full without getting through"):
+            sidecar.finish()
+    assert feed.decoder.stats.messages == 9 * itch_session.messages  # the feed itself lost nothing
 
 
 def test_sidecar_applies_the_feeds_locate_and_message_type_filters(tmp_path, itch_session):
