@@ -173,8 +173,6 @@ def test_bench_publish_measures_every_mode_in_paired_rounds(tmp_path):
         assert len(m["finish_seconds"]) == len(m["blocked_seconds"]) == len(m["sustained_ratios"]) == (
             ROUNDS if sidecar else 0
         )
-        # the feed hands the sidecar its last chunk and returns: the sidecar always has that chunk left to publish
-        assert all(f > 0 for f in m["finish_seconds"]) and all(b >= 0 for b in m["blocked_seconds"])
         assert sidecar or m["sustained_overhead"] == m["overhead"]
         assert all(r > 0 for r in m["ratios"]) and m["deltas"] > 0 and m["levels"] > 0
         assert _cells(proc.stdout, m["mode"])[2].endswith("%")
