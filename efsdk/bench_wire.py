@@ -114,6 +114,11 @@ _RING_BACKENDS = ("afpacket-v3", "afpacket-v2", "afxdp")
 _ALLOWED = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("239.0.0.0/8"))
 
 
+def _require_allowed(dst: str) -> None:
+    if not any(ipaddress.ip_address(dst) in net for net in _ALLOWED):
+        raise ValueError(f"refusing to send outside 198.18.0.0/15 and 239.0.0.0/8: {dst}")
+
+
 # --------------------------------------------------------------------------- namespaces
 
 
@@ -164,8 +169,7 @@ def send(ready: Callable[[], None], dst: str, port: int, src_addr: str, seconds:
 
     _pin(cpu)
 
-    if not any(ipaddress.ip_address(dst) in net for net in _ALLOWED):
-        raise ValueError(f"refusing to send outside 198.18.0.0/15 and 239.0.0.0/8: {dst}")
+    _require_allowed(dst)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((src_addr, 0))
     s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src_addr))
@@ -289,6 +293,7 @@ def _xdp_live_frames(tx_if: str, frame: bytes) -> bool:
 def probe_xdp_sender(ready: Callable[[], None], tx_if: str, dst: str, port: int, src_addr: str) -> str | None:
     """In the sending namespace: why the ``xdp`` sender cannot run here, or None when it can."""
     ready()
+    _require_allowed(dst)  # the probe's frame is dropped by its program, but never address one elsewhere
     if _native_blast() is None or not hasattr(_native_lib(), "efsdk_xdp_blast"):
         return "the native sources module lacks it (python native/build_sources.py)"
     if not _xdp_live_frames(tx_if, _frame(bytes(PAYLOAD_SIZE), dst, port, src_addr, PORT, tx_if)):
@@ -314,8 +319,12 @@ def choose_sender(w: NetnsPair, sender: str) -> tuple[str, str | None]:
 
     ``xdp`` needs XDP live frames on the sending end and an XDP program on the
     receiving end; where either is missing, ``raw`` runs instead and no phase
-    attaches XDP_PASS (it would change the receive path for nothing).
+    attaches XDP_PASS (it would change the receive path for nothing).  Both
+    native senders need the native sources module; without it ``python`` runs.
     """
+    if sender in ("xdp", "raw") and _native_blast() is None:
+        return "python", f"the {sender} sender needs efsdk._native_sources (python native/build_sources.py); " \
+                         "the python sender ran instead"
     if sender != "xdp":
         return sender, None
     why = run_in_ns(w.tx_ns, f"{__name__}:probe_xdp_sender", tx_if=w.tx_if, dst=GROUP, port=PORT,

@@ -21,7 +21,7 @@ class StopRequest:
 
 @contextlib.contextmanager
 def stop_on_signals(on_stop: Callable[[], None]) -> Iterator[None]:
-    """Call ``on_stop`` on the first SIGINT or SIGTERM; a second one interrupts at once.
+    """Call ``on_stop`` on the first SIGINT or SIGTERM; a second one (either) interrupts at once.
 
     A signal the process ignores (SIG_IGN) is left ignored.
 
@@ -33,7 +33,8 @@ def stop_on_signals(on_stop: Callable[[], None]) -> Iterator[None]:
 
     def on_signal(signum: int, frame: object) -> None:
         on_stop()
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        for sig in previous:  # the stop is asked for: the next signal, of either kind, is not a polite one
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
 
     # A signal ignored on purpose (nohup, a background job's SIGINT) stays ignored.
     previous = {
